@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="reflective_search",
+    version="0.1.0",
+    description="Test-time search over a language model's own reasoning steps, "
+    "guided by a self-supervised process reward head on the same backbone.",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"reflective_search": ["shipped_models/*/*", "viz/assets/*"]},
+    install_requires=[
+        "torch>=2.4",
+        "transformers==5.24.0",
+        "numba>=0.60",
+        "numpy>=1.26",
+        "networkx>=3.0",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "safetensors>=0.4",
+        "tokenizers>=0.20",
+        "matplotlib>=3.8",
+        "math-verify==0.9.0",
+    ],
+    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"]},
+    entry_points={"console_scripts": ["reflective-search=reflective_search.cli:main"]},
+)

@@ -1,0 +1,47 @@
+"""``reflective-search solve PROBLEM``: search for one answer and print it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("solve", help="solve one problem with search")
+    parser.add_argument("problem", help="the problem text")
+    parser.add_argument("--config", help="a search config YAML (overrides of the defaults)")
+    parser.add_argument("--method", choices=["greedy", "majority", "best_of_n", "beam", "mcts"])
+    parser.add_argument("--model", help="a saved model directory or a shipped model's name (default: the shipped model)")
+    parser.add_argument("--tree", metavar="OUT.json", help="also write the search tree as JSON")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from reflective_search.config import load_search_config, to_dict
+    from reflective_search.default_model import load_default_model
+    from reflective_search.facade import ReflectiveSearch
+
+    torch.set_num_threads(1)
+    config = load_search_config(args.config)
+    if args.method:
+        config = config.replace(method=args.method)
+    model = load_default_model(args.model)
+    solution = ReflectiveSearch(model, config).solve(args.problem)
+    if args.tree:
+        solution.tree.to_json(args.tree)
+    stats = solution.stats
+    result = {
+        "answer": solution.answer, "score": round(solution.score, 4), "method": solution.method,
+        "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
+        "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"answer: {solution.answer}\nscore: {result['score']}\nmethod: {solution.method}")
+        print(f"compute: {stats.generated_tokens} generated tokens, {stats.forwarded_tokens} forwarded, "
+              f"{stats.expansions} expansions, {result['seconds']} s")
+    return 0

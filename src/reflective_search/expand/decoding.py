@@ -1,0 +1,146 @@
+"""The decode loop both expanders share: sample child steps row by row, find where each
+step ends, and score the steps from the hidden states captured on the way.
+
+Expanders differ only in how they run the model (padded recompute or the shared tree
+cache); they hand this loop a ``forward_rows`` callable. Each child row samples with its
+own generator seeded from (request seed, child index), so a child's tokens do not depend
+on which other requests share the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from reflective_search.config import SamplingConfig
+from reflective_search.interface import ChildStep, ExpandRequest, StepEnd, child_seed
+from reflective_search.model.reflective import ReflectiveModel
+
+# forward_rows(row_ids, last_tokens) -> (logits [A, V], features [A, H]) for those rows,
+# after appending each row's last sampled token to that row's context.
+ForwardRows = Callable[[list[int], list[int]], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(slots=True)
+class ChildRow:
+    request: int  # index of the request this child belongs to
+    generator: torch.Generator  # the child's own sampling stream
+    tokens: list[int] = field(default_factory=list)  # sampled so far
+    features: list[torch.Tensor] = field(default_factory=list)  # [H] state that emitted tokens[i]
+    logprob: float = 0.0  # summed log p at temperature 1
+    end: StepEnd | None = None  # set when the step stops
+    delimiter_char: int = -1  # where the delimiter starts in the step text (DELIMITER only)
+
+
+Unit = tuple[int, int]  # (request index, child index): one child row to sample
+
+
+def all_units(requests: Sequence[ExpandRequest]) -> list[Unit]:
+    """Every child of every request, in request order then child order."""
+    return [(index, child) for index, request in enumerate(requests) for child in range(request.k)]
+
+
+def make_rows(requests: Sequence[ExpandRequest], units: Sequence[Unit]) -> list[ChildRow]:
+    """One row per unit, each with the generator its (request seed, child index) gives."""
+    return [
+        ChildRow(request=index, generator=torch.Generator().manual_seed(child_seed(requests[index].seed, child)))
+        for index, child in units
+    ]
+
+
+def sample_tokens(logits: torch.Tensor, rows: Sequence[ChildRow], sampling: SamplingConfig) -> tuple[list[int], list[float]]:
+    """One token per row from logits [A, V]; returns tokens and their temperature-1 log p."""
+    logits = logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    if sampling.temperature == 0:
+        tokens = logits.argmax(dim=-1).tolist()
+    else:
+        probs = _nucleus(torch.softmax(logits / sampling.temperature, dim=-1), sampling.top_p)
+        tokens = [int(torch.multinomial(p, 1, generator=row.generator)) for p, row in zip(probs, rows)]
+    return tokens, [float(logp[i, t]) for i, t in enumerate(tokens)]
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of top tokens whose mass reaches ``top_p``; renormalise."""
+    if top_p >= 1.0:
+        return probs
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass before this token already enough
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], units: Sequence[Unit],
+                    first_logits: torch.Tensor, first_features: torch.Tensor | None,
+                    forward_rows: ForwardRows, sampling: SamplingConfig) -> list[ChildStep]:
+    """Sample every request's children until each step ends.
+
+    A child feeds every token it sampled except its last (the loop stops there), so its
+    decode cost is ``len(tokens) - 1`` forwarded tokens: see ``decode_cost``.
+
+    ``first_logits [C, V]`` / ``first_features [C, H]`` hold, for each of the C units,
+    the outputs at the last position of its request's path. Features are None when
+    scoring is off (benchmarks only): every score is then 0. Returns one step per unit.
+    """
+    rows = make_rows(requests, units)
+    logits, features = first_logits, first_features
+    active = list(range(len(rows)))
+    for position in range(sampling.max_step_tokens):
+        tokens, logps = sample_tokens(logits, [rows[i] for i in active], sampling)
+        for slot, row_id in enumerate(active):
+            feature = features[slot] if features is not None else None
+            _append(model, rows[row_id], tokens[slot], logps[slot], feature, sampling, position)
+        still = [(row_id, tokens[slot]) for slot, row_id in enumerate(active) if rows[row_id].end is None]
+        if not still:
+            break
+        active = [row_id for row_id, _ in still]
+        logits, features = forward_rows(active, [token for _, token in still])
+    return _finish(model, rows)
+
+
+def decode_cost(children: Sequence[ChildStep]) -> int:
+    """Tokens the decode loop fed for these children (all but each child's last)."""
+    return sum(len(child.tokens) - 1 for child in children)
+
+
+def _append(model: ReflectiveModel, row: ChildRow, token: int, logp: float, feature: torch.Tensor | None,
+            sampling: SamplingConfig, position: int) -> None:
+    row.tokens.append(token)
+    row.features.append(feature)
+    row.logprob += logp
+    if token in model.eos_token_ids:
+        row.end = StepEnd.EOS
+    elif model.boundary.may_end[token] and (hit := model.boundary.find(model.decode(row.tokens))) is not None:
+        row.end, row.delimiter_char = StepEnd.DELIMITER, hit[0]
+    elif position + 1 >= sampling.max_step_tokens:
+        row.end = StepEnd.LENGTH
+
+
+def _score_index(model: ReflectiveModel, row: ChildRow) -> int:
+    """Which captured state scores the step (see model.steps for the rule)."""
+    if row.end is StepEnd.DELIMITER:
+        return model.boundary.token_at(model.boundary.char_ends(row.tokens), row.delimiter_char)
+    return len(row.tokens) - 1  # EOS: the state that emitted it; LENGTH: the last state we have
+
+
+def _finish(model: ReflectiveModel, rows: list[ChildRow]) -> list[ChildStep]:
+    """Score all rows with one head call (the only scoring cost) and build their steps."""
+    if rows[0].features[0] is None:
+        scores = [0.0] * len(rows)
+    else:
+        scores = model.score_features(torch.stack([row.features[_score_index(model, row)] for row in rows])).tolist()
+    steps = []
+    for row, score in zip(rows, scores):
+        text_tokens = row.tokens[:-1] if row.end is StepEnd.EOS else row.tokens
+        steps.append(ChildStep(tuple(row.tokens), model.decode(text_tokens), row.logprob, float(score), row.end))
+    return steps
+
+
+def group_by_request(requests: Sequence[ExpandRequest], units: Sequence[Unit],
+                     steps: Sequence[ChildStep]) -> list[list[ChildStep]]:
+    """Steps regrouped per request, in child order."""
+    grouped: dict[Unit, ChildStep] = dict(zip(units, steps))
+    return [[grouped[(i, c)] for c in range(r.k)] for i, r in enumerate(requests)]

@@ -1,0 +1,57 @@
+"""ReflectiveSearch: wires a model, an expander and a search together. No algorithm here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from reflective_search.config import SearchConfig, load_search_config
+from reflective_search.expand import make_expander
+from reflective_search.interface import Expander, derive_seed
+from reflective_search.search import SEARCHES, SearchOutcome, run_searches
+from reflective_search.solution import Solution, Stats
+
+
+class ReflectiveSearch:
+    """Solve problems with a reflective model and a configured search.
+
+    Args:
+        model: a ``ReflectiveModel``.
+        config: a ``SearchConfig``, a dict of overrides, a YAML path, or None (MCTS defaults).
+        expander: an object implementing ``interface.Expander``; by default the one the
+            config names, built over ``model``. Fakes stand in here for tests.
+    """
+
+    def __init__(self, model, config: SearchConfig | Mapping[str, Any] | str | Path | None = None,
+                 expander: Expander | None = None) -> None:
+        self.model = model
+        self.config = load_search_config(config)
+        self.expander = expander if expander is not None else make_expander(self.config.expander, model, self.config)
+
+    def solve(self, problem: str) -> Solution:
+        """Search for an answer to one problem."""
+        return self.solve_batch([problem])[0]
+
+    def solve_batch(self, problems: Sequence[str]) -> list[Solution]:
+        """Search several problems at once; their expansions share model calls."""
+        prompts = [self.model.encode_prompt(problem) for problem in problems]
+        search = SEARCHES[self.config.method]
+        generators = [
+            search(ids, self.model.format_prompt(problem), self.config, self._seed(ids))
+            for ids, problem in zip(prompts, problems)
+        ]
+        start = time.perf_counter()
+        outcomes = run_searches(generators, self.expander)
+        seconds = (time.perf_counter() - start) / max(len(problems), 1)
+        return [self._solution(problem, result, seconds) for problem, result in zip(problems, outcomes)]
+
+    def _seed(self, prompt_ids: Sequence[int]) -> int:
+        """Per-problem seed: the same problem and config give the same tree in any batch."""
+        return derive_seed(self.config.seed, tuple(prompt_ids))
+
+    def _solution(self, problem: str, result: SearchOutcome, seconds: float) -> Solution:
+        meter = result.meter
+        stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, seconds)
+        text = result.tree.response_text(result.chosen)
+        return Solution(problem, self.config.method, result.answer, text, result.score, stats, result.tree)

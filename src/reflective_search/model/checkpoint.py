@@ -1,0 +1,135 @@
+"""Saving and loading reflective models.
+
+Our layout: the backbone and tokenizer as Hugging Face saves them, the head in
+``sprm_head.safetensors`` and its settings in ``reflective_config.json``. A MetaStone-S1
+release (HF files plus ``score_module.pt``) loads too; that file is a pickle, so it is
+read with ``weights_only=True`` (no code runs). Every failure names the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from reflective_search.errors import ModelError
+from reflective_search.model.head import build_head, head_shape
+from reflective_search.model.reflective import ModelSettings, ReflectiveModel
+
+CONFIG_FILE = "reflective_config.json"
+HEAD_FILE = "sprm_head.safetensors"
+METASTONE_HEAD_FILE = "score_module.pt"
+FORMAT_VERSION = 1
+HEAD_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias")
+
+
+def save_model(model: ReflectiveModel, directory) -> None:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.backbone.save_pretrained(directory)
+    model.tokenizer.save_pretrained(directory)
+    head_state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+    save_file(head_state, str(directory / HEAD_FILE))
+    settings = asdict(model.settings)
+    settings["head_width"] = head_shape(head_state)[1]
+    blob = {"format_version": FORMAT_VERSION, "hidden_size": model.hidden_size, **settings}
+    (directory / CONFIG_FILE).write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
+
+
+def load_model(directory, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               attn_implementation: str | None = None) -> ReflectiveModel:
+    """Load from one of our directories, a MetaStone-S1 release, or a shipped model's name."""
+    directory = _resolve(directory)
+    if (directory / CONFIG_FILE).is_file():
+        settings = _read_settings(directory / CONFIG_FILE)
+        head_state = _read_safetensors(directory / HEAD_FILE)
+    elif (directory / METASTONE_HEAD_FILE).is_file():
+        settings = ModelSettings()  # MetaStone-S1: '.\n\n' steps, hidden_states[-2], chat template
+        head_state = _read_metastone_head(directory / METASTONE_HEAD_FILE)
+    else:
+        raise ModelError(
+            f"{directory} holds neither {CONFIG_FILE} nor {METASTONE_HEAD_FILE}: save it with "
+            "ReflectiveModel.save_pretrained, or point at a MetaStone-S1 release"
+        )
+    backbone, tokenizer = _load_backbone(directory, dtype, device, attn_implementation)
+    hidden, width = head_shape(head_state)
+    head = build_head(hidden, width)
+    head.load_state_dict(head_state)
+    head.to(device=device, dtype=dtype)
+    return ReflectiveModel(backbone, tokenizer, head, settings)
+
+
+def _resolve(directory) -> Path:
+    """A path as given, or the name of a model shipped inside the package."""
+    path = Path(directory)
+    if path.is_dir():
+        return path
+    from reflective_search.shipped import shipped_model_path
+
+    shipped = shipped_model_path(str(directory))
+    if shipped is not None:
+        return shipped
+    raise ModelError(f"model directory {directory} does not exist: pass a saved model's folder or a shipped model's name")
+
+
+def _read_settings(path: Path) -> ModelSettings:
+    try:
+        blob = json.loads(path.read_text(encoding="utf-8"))
+        return ModelSettings(
+            delimiters=tuple(blob["delimiters"]),
+            feature_layer=int(blob["feature_layer"]),
+            head_width=blob.get("head_width"),
+            prompt_template=blob["prompt_template"],
+            use_chat_template=bool(blob["use_chat_template"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path} is unreadable or incomplete ({exc}): re-save the model") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: the SPRM head was not saved with this model; re-save it")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ModelError(f"{path} is corrupted or truncated ({exc}): re-save or reinstall the model") from None
+    return _check_head_keys(state, path)
+
+
+def _read_metastone_head(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign pickle fails in many ways
+        raise ModelError(f"{path} cannot be read safely ({exc}): it must be a plain tensor state dict") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict of the score head")
+    return _check_head_keys(state, path)
+
+
+def _check_head_keys(state: dict, path: Path) -> dict[str, torch.Tensor]:
+    missing = [k for k in HEAD_KEYS if k not in state]
+    if missing:
+        raise ModelError(f"{path} lacks head weights {missing}: expected keys {list(HEAD_KEYS)}")
+    return {k: state[k] for k in HEAD_KEYS}
+
+
+def _load_backbone(directory: Path, dtype, device, attn_implementation):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (directory / "config.json").is_file():
+        raise ModelError(f"{directory} has no config.json: the backbone files are missing")
+    try:
+        backbone = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
+        )
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{directory}: the backbone or tokenizer cannot be loaded ({first_line})") from None
+    return backbone.to(device).eval(), tokenizer

@@ -1,0 +1,193 @@
+"""ReflectiveModel: a Hugging Face causal LM (the policy) plus an SPRM head on its backbone.
+
+One forward pass gives next-token logits and, through a hook on the decoder layer the
+head reads, the hidden states the head scores. Only that one layer's input is captured;
+``output_hidden_states`` (every layer) is never requested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from reflective_search.errors import ModelError, ProblemError
+from reflective_search.model.head import build_head, head_shape
+from reflective_search.model.steps import StepBoundary
+
+DEFAULT_DELIMITERS = (".\n\n",)
+PLAIN_TEMPLATE = "{problem}\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    delimiters: tuple[str, ...] = DEFAULT_DELIMITERS  # strings that end a reasoning step
+    feature_layer: int = -1  # decoder layer whose *input* the head reads; -1: the last (hidden_states[-2])
+    head_width: int | None = None  # hidden units of the head; None: 2 x backbone hidden size
+    prompt_template: str = PLAIN_TEMPLATE  # used when the tokenizer has no chat template
+    use_chat_template: bool = True  # format prompts with the tokenizer's chat template if it has one
+
+
+class ReflectiveModel(nn.Module):
+    """The policy and its SPRM head, sharing one backbone."""
+
+    def __init__(self, backbone: nn.Module, tokenizer, head: nn.Module, settings: ModelSettings) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.boundary = StepBoundary(tokenizer, settings.delimiters)
+        self._check_head_width()
+        self.eval()
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_backbone(cls, backbone: nn.Module, tokenizer, settings: ModelSettings | None = None,
+                      seed: int = 0) -> "ReflectiveModel":
+        """Attach a freshly initialised SPRM head (seeded) to any HF causal LM."""
+        settings = settings or ModelSettings()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = build_head(backbone.config.hidden_size, settings.head_width)
+        head.to(device=backbone.device, dtype=next(backbone.parameters()).dtype)
+        return cls(backbone, tokenizer, head, settings)
+
+    @classmethod
+    def from_pretrained(cls, directory, **load_options) -> "ReflectiveModel":
+        """Load a saved ReflectiveModel, a MetaStone-S1 release, or a shipped model by name."""
+        from reflective_search.model.checkpoint import load_model
+
+        return load_model(directory, **load_options)
+
+    def save_pretrained(self, directory) -> None:
+        """Backbone and tokenizer in HF layout; head in safetensors beside a JSON config."""
+        from reflective_search.model.checkpoint import save_model
+
+        save_model(self, directory)
+
+    def _check_head_width(self) -> None:
+        hidden, _ = head_shape(self.head.state_dict())
+        if hidden != self.hidden_size:
+            raise ModelError(
+                f"the SPRM head reads width {hidden} but the backbone's hidden size is {self.hidden_size}: "
+                "the head belongs to another model"
+            )
+
+    # -- facts about the backbone --------------------------------------------------------
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def max_context(self) -> int:
+        return int(getattr(self.backbone.config, "max_position_embeddings", 1 << 30))
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        ids = self.backbone.generation_config.eos_token_id if self.backbone.generation_config else None
+        ids = ids if ids is not None else self.tokenizer.eos_token_id
+        if ids is None:
+            return frozenset()
+        return frozenset([ids] if isinstance(ids, int) else ids)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.backbone.get_decoder().layers
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def format_prompt(self, problem: str) -> str:
+        """The exact text the search feeds the model for ``problem``."""
+        _check_problem(problem)
+        if self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": problem}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.settings.prompt_template.format(problem=problem)
+
+    def encode_prompt(self, problem: str) -> list[int]:
+        """Token ids of ``format_prompt(problem)``, checked against the context length."""
+        text = self.format_prompt(problem)
+        uses_template = self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None)
+        ids = self.tokenizer(text, add_special_tokens=not uses_template)["input_ids"]
+        if len(ids) + 1 > self.max_context:
+            raise ProblemError(
+                f"the problem is {len(ids)} tokens once formatted, but the model's context is "
+                f"{self.max_context} tokens: shorten the problem"
+            )
+        return list(ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, cache=None, logits_to_keep: int | torch.Tensor = 0,
+                with_features: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits [B, T', V] and head features [B, T, H] (None if not asked) from one pass.
+
+        ``logits_to_keep`` (HF semantics: 0 = all, an int = the last n, a tensor = those
+        positions) avoids materialising [T, vocab] logits for long prefills.
+        """
+        kwargs = dict(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                      cache=cache, use_cache=cache is not None, logits_to_keep=logits_to_keep)
+        if not with_features:
+            return self.backbone(**kwargs).logits, None
+        with self.capture_features() as captured:
+            out = self.backbone(**kwargs)
+        return out.logits, captured[0]
+
+    @contextlib.contextmanager
+    def capture_features(self) -> Iterator[list[torch.Tensor]]:
+        """Record the input of the head's decoder layer during the enclosed forward."""
+        captured: list[torch.Tensor] = []
+
+        def hook(module, args, kwargs):
+            captured.append(args[0] if args else kwargs["hidden_states"])
+
+        handle = self.decoder_layers()[self.settings.feature_layer].register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def score_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Step scores in [0, 1] (sigmoid of the head's logit) for features [..., H]."""
+        logits = self.head(features.to(self.head[0].weight.dtype)).squeeze(-1).float()
+        if torch.isnan(logits).any():
+            raise ModelError("the SPRM head produced NaN scores: its weights or the backbone's activations are broken")
+        return torch.sigmoid(logits)
+
+    @torch.no_grad()
+    def score_steps(self, prompt: str, response: str) -> list[float]:
+        """One score per step of ``response`` after ``format_prompt(prompt)``, in one pass."""
+        prompt_ids = self.encode_prompt(prompt)
+        response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"]
+        step_tokens = self.boundary.response_step_tokens(response_ids)
+        if not step_tokens:
+            return []
+        ids = torch.tensor([prompt_ids + list(response_ids)], device=self.device)
+        _, features = self(ids, position_ids=torch.arange(ids.shape[1], device=self.device)[None])
+        # The state that emits response token j sits at absolute position len(prompt) + j - 1.
+        positions = torch.tensor([len(prompt_ids) + j - 1 for j in step_tokens], device=self.device)
+        return self.score_features(features[0, positions]).tolist()
+
+
+def _check_problem(problem: object) -> None:
+    if not isinstance(problem, str):
+        raise ProblemError(f"a problem must be a string, got {type(problem).__name__}")
+    if not problem.strip():
+        raise ProblemError("the problem is empty: pass the question's text")

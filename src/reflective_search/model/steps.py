@@ -1,0 +1,97 @@
+"""Where steps end, at the token level.
+
+A step ends with a delimiter string (default ``.\\n\\n``). Tokenizers often merge a
+delimiter with neighbouring text (``5.`` + ``\\n\\n``, or ``.\\n\\n`` as one token), so
+matching is done on decoded text and mapped back to tokens: the step's score is read at
+the hidden state that emits the first token overlapping the delimiter (MetaStone-S1's
+"position whose next token is the delimiter").
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from reflective_search.errors import ModelError
+
+
+class StepBoundary:
+    """Finds delimiters in token sequences for one tokenizer."""
+
+    def __init__(self, tokenizer, delimiters: Sequence[str]) -> None:
+        if not delimiters or any(not d for d in delimiters):
+            raise ModelError("delimiters must be a non-empty list of non-empty strings, e.g. ['.\\n\\n']")
+        self.tokenizer = tokenizer
+        self.delimiters = tuple(delimiters)
+        self.may_end = self._tokens_that_may_end(tokenizer, self.delimiters)  # [V] bool
+
+    @staticmethod
+    def _tokens_that_may_end(tokenizer, delimiters: tuple[str, ...]) -> np.ndarray:
+        """Tokens containing a delimiter's last character; only these can complete a step."""
+        last_chars = {d[-1] for d in delimiters}
+        size = len(tokenizer)
+        may_end = np.zeros(size, np.bool_)
+        for token_id in range(size):
+            piece = tokenizer.decode([token_id])
+            may_end[token_id] = any(ch in piece for ch in last_chars)
+        found = [d for d in delimiters if d in tokenizer.decode(tokenizer.encode(d, add_special_tokens=False))]
+        if not found:
+            raise ModelError(
+                f"the tokenizer cannot write any delimiter {list(delimiters)!r} (it does not survive encode/decode): "
+                "choose delimiters the tokenizer can represent"
+            )
+        return may_end
+
+    def find(self, text: str, start: int = 0) -> tuple[int, int] | None:
+        """(start, end) of the earliest delimiter in ``text[start:]``, or None."""
+        hits = [(text.find(d, start), d) for d in self.delimiters]
+        hits = [(i, d) for i, d in hits if i >= 0]
+        if not hits:
+            return None
+        i, d = min(hits, key=lambda hit: (hit[0], -len(hit[1])))
+        return i, i + len(d)
+
+    def occurrences(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every delimiter in ``text``, left to right, not overlapping."""
+        found, pos = [], 0
+        while (hit := self.find(text, pos)) is not None:
+            found.append(hit)
+            pos = hit[1]
+        return found
+
+    def delimiter_starts(self, text: str) -> list[int]:
+        """Char offsets where steps end; a run of adjacent delimiters counts once."""
+        starts, last_end = [], -1
+        for begin, end in self.occurrences(text):
+            if begin != last_end:
+                starts.append(begin)
+            last_end = end
+        return starts
+
+    def char_ends(self, ids: Sequence[int]) -> list[int]:
+        """Length of the decoded text after each token (decoding prefixes keeps merges right)."""
+        return [len(self.tokenizer.decode(list(ids[: i + 1]))) for i in range(len(ids))]
+
+    @staticmethod
+    def token_at(char_ends: Sequence[int], char: int) -> int:
+        """Index of the first token whose text reaches past ``char``."""
+        for index, end in enumerate(char_ends):
+            if end > char:
+                return index
+        return len(char_ends) - 1
+
+    def response_step_tokens(self, ids: Sequence[int]) -> list[int]:
+        """For a whole response, the index of the token that ends each step.
+
+        Step n's score is read at the state that emits token ``index`` (a delimiter's
+        first token); a trailing step without a delimiter is read at the state after its
+        last token (the one that would emit end-of-sequence), given as ``len(ids)``.
+        """
+        text = self.tokenizer.decode(list(ids))
+        ends = self.char_ends(ids)
+        indices = [self.token_at(ends, c) for c in self.delimiter_starts(text)]
+        tail_start = max((end for _, end in self.occurrences(text)), default=0)
+        if text[tail_start:].strip():
+            indices.append(len(ids))
+        return indices

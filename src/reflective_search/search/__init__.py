@@ -1,0 +1,17 @@
+"""Search algorithms by name. Each is a generator function over the expander boundary."""
+
+from reflective_search.search.beam import beam
+from reflective_search.search.common import SearchOutcome
+from reflective_search.search.driver import run_searches
+from reflective_search.search.mcts import mcts
+from reflective_search.search.sampled import best_of_n, greedy, majority
+
+SEARCHES = {
+    "greedy": greedy,
+    "majority": majority,
+    "best_of_n": best_of_n,
+    "beam": beam,
+    "mcts": mcts,
+}
+
+__all__ = ["SEARCHES", "SearchOutcome", "run_searches"]

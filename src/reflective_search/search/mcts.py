@@ -1,0 +1,101 @@
+"""Step-level MCTS with the SPRM head as value function: no rollouts, no second model.
+
+Each iteration: select a batch of leaves by PUCT with virtual loss, expand them in one
+model call (k sampled steps each, identical siblings merged), value every new child by
+its SPRM step score, and back that value up. Priors come from the policy's own step
+likelihood. The loop stops when the budget (generated tokens and/or expansions) is spent.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from reflective_search.config import SearchConfig
+from reflective_search.interface import ExpandCall
+from reflective_search.search.common import (
+    Meter, SearchGenerator, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
+)
+from reflective_search.search.vote import vote
+from reflective_search.tree import ROOT, Tree
+from reflective_search.tree_ops import backup, select_leaves
+
+# Rounds in a row that may select only finished leaves before the tree counts as solved
+# (re-visiting a terminal leaf costs no tokens, so the budget alone would never stop it).
+MAX_IDLE_ROUNDS = 64
+
+
+def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
+    """Run MCTS on one problem; see the module docstring. Score: the aggregated path score."""
+    tree, meter = new_tree(prompt_ids, prompt_text), Meter()
+    idle, finished = 0, []
+    while not budget_spent(meter, config) and idle < MAX_IDLE_ROUNDS:
+        leaves = simulate(tree, config)
+        open_leaves = [leaf for leaf in leaves if not tree.terminal[leaf]]
+        revisit_terminals(tree, [leaf for leaf in leaves if tree.terminal[leaf]])
+        idle = 0 if open_leaves else idle + 1
+        if open_leaves:
+            # Finished children from the last round are never expanded: their KV may go first.
+            released = tuple(tree.token_path(node) for node in finished)
+            expansions = yield ExpandCall(_requests(tree, open_leaves, config, seed), config.sampling, released)
+            meter.charge(expansions)
+            finished = expand_and_backup(tree, open_leaves, expansions, config)
+    if not tree.terminal_leaves():
+        yield from complete(tree, [most_visited_leaf(tree)], config, seed, meter)
+    chosen, score = choose_answer(tree, config)
+    return outcome(tree, chosen, score, meter)
+
+
+def budget_spent(meter: Meter, config: SearchConfig) -> bool:
+    budget = config.budget
+    return (budget.tokens is not None and meter.generated_tokens >= budget.tokens) or (
+        budget.expansions is not None and meter.expansions >= budget.expansions
+    )
+
+
+def simulate(tree: Tree, config: SearchConfig) -> list[int]:
+    """Select up to ``batch_leaves`` distinct leaves by PUCT with virtual loss."""
+    options = config.mcts
+    return select_leaves(tree, options.batch_leaves, options.c_puct, use_max=options.backup == "max",
+                         virtual_loss=options.virtual_loss)
+
+
+def revisit_terminals(tree: Tree, leaves: Sequence[int]) -> None:
+    """A selected finished leaf has nothing to expand: back its value up once more."""
+    for leaf in leaves:
+        backup(tree, leaf, float(tree.score[leaf]))
+
+
+def expand_and_backup(tree: Tree, leaves: Sequence[int], expansions, config: SearchConfig) -> list[int]:
+    """Add each leaf's children, back up every child's SPRM score; returns the finished ones."""
+    finished = []
+    for leaf, expansion in zip(leaves, expansions):
+        for child in grow(tree, leaf, expansion, config.sampling.max_steps, merge=True):
+            backup(tree, child, float(tree.score[child]))
+            if tree.terminal[child]:
+                finished.append(child)
+    return finished
+
+
+def most_visited_leaf(tree: Tree) -> int:
+    """Follow the most visited child from the root (first on ties) down to a leaf."""
+    node = ROOT
+    while not tree.is_leaf(node):
+        node = max(tree.children(node), key=lambda c: (int(tree.visits[c]), -c))
+    return node
+
+
+def choose_answer(tree: Tree, config: SearchConfig) -> tuple[int, float]:
+    """Best finished trajectory by aggregated score, or an SPRM-weighted answer vote."""
+    finished = tree.terminal_leaves()
+    aggregate = config.mcts.aggregate
+    if config.mcts.answer == "vote":
+        weights = {leaf: trajectory_score(tree, leaf, aggregate) for leaf in finished}
+        won = vote(tree, finished, weights)
+        if won is not None:
+            best = max(won[0], key=lambda leaf: (weights[leaf], -leaf))
+            return best, weights[best]
+    return best_by_score(tree, finished, aggregate)
+
+
+def _requests(tree: Tree, leaves: Sequence[int], config: SearchConfig, seed: int):
+    return tuple(request(tree, leaf, config.mcts.children, seed) for leaf in leaves)

@@ -1,0 +1,26 @@
+"""What a solve returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reflective_search.tree import Tree
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    generated_tokens: int  # tokens sampled by the policy (all candidates, not just the answer)
+    forwarded_tokens: int  # tokens run through the model, prompt and recomputation included
+    expansions: int  # expansion requests (node, k children) issued
+    seconds: float  # wall time; in solve_batch, the batch's time split evenly over its problems
+
+
+@dataclass(frozen=True, slots=True)
+class Solution:
+    problem: str  # the problem as given
+    method: str  # the search that produced it
+    answer: str | None  # the extracted final answer (None: the chosen path states none)
+    text: str  # the chosen trajectory's response text
+    score: float  # the chosen trajectory's score (aggregated SPRM score; vote share for majority)
+    stats: Stats  # the compute it cost
+    tree: Tree  # every node the search grew; tree.chosen is the answer's leaf

@@ -138,6 +138,7 @@ class SearchConfig:
     beam: BeamConfig = field(default_factory=BeamConfig)
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     expander_options: ExpanderConfig = field(default_factory=ExpanderConfig)
+    record_history: bool = False  # snapshot the tree after every round (to replay its growth)
 
     def __post_init__(self) -> None:
         _require(self.method in METHODS, "method", " | ".join(METHODS), self.method)

@@ -44,6 +44,7 @@ class Tree:
         self.num_tokens = 0
         self.texts: list[str] = []  # [N] decoded text of each node's step (root: prompt)
         self.chosen = NO_NODE  # the leaf whose path is the returned answer
+        self.history: list[dict] = []  # snapshots per search round (when config.record_history)
         self._append_node(NO_PARENT, tuple(int(t) for t in prompt_tokens), prompt_text)
 
     # -- growing -------------------------------------------------------------------
@@ -88,6 +89,16 @@ class Tree:
             grown = np.zeros(max(tokens, 2 * len(self.tokens)), np.int32)
             grown[: self.num_tokens] = self.tokens[: self.num_tokens]
             self.tokens = grown
+
+    def snapshot(self) -> None:
+        """Record the tree's growth so far: node count and per-node visits and value sums."""
+        n = self.size
+        self.history.append({
+            "round": len(self.history),
+            "size": n,
+            "visits": self.visits[:n].tolist(),
+            "value_sum": [round(v, 6) for v in self.value_sum[:n].tolist()],
+        })
 
     # -- queries -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, best_by_score, grow, new_tree, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, grow, new_tree, outcome, request, trajectory_score,
 )
 from reflective_search.tree import ROOT
 
@@ -32,5 +32,6 @@ def beam(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
         finished += [c for c in kept if tree.terminal[c]]
         beams = [c for c in kept if not tree.terminal[c]]
         released = tuple(tree.token_path(c) for c in pruned)
+        after_round(tree, config)
     chosen, score = best_by_score(tree, finished, aggregate)
     return outcome(tree, chosen, score, meter)

@@ -88,6 +88,13 @@ def complete(tree: Tree, nodes: Sequence[int], config: SearchConfig, seed: int, 
         meter.charge(expansions)
         grown = [grow(tree, n, e, sampling.max_steps, merge=False) for n, e in zip(frontier, expansions)]
         frontier = [c for children in grown for c in children if not tree.terminal[c]]
+        after_round(tree, config)
+
+
+def after_round(tree: Tree, config: SearchConfig) -> None:
+    """Bookkeeping at the end of every search round (snapshots for replay)."""
+    if config.record_history:
+        tree.snapshot()
 
 
 def trajectory_score(tree: Tree, node: int, aggregate: str) -> float:

@@ -13,7 +13,7 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
 )
 from reflective_search.search.vote import vote
 from reflective_search.tree import ROOT, Tree
@@ -39,6 +39,7 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
             expansions = yield ExpandCall(_requests(tree, open_leaves, config, seed), config.sampling, released)
             meter.charge(expansions)
             finished = expand_and_backup(tree, open_leaves, expansions, config)
+            after_round(tree, config)
     if not tree.terminal_leaves():
         yield from complete(tree, [most_visited_leaf(tree)], config, seed, meter)
     chosen, score = choose_answer(tree, config)

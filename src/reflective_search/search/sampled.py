@@ -12,7 +12,7 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
 )
 from reflective_search.search.vote import vote
 from reflective_search.tree import ROOT, Tree
@@ -27,6 +27,7 @@ def sample_trajectories(tree: Tree, n: int, config: SearchConfig, seed: int, met
     expansions = yield ExpandCall((request(tree, ROOT, n, seed),), sampling)
     meter.charge(expansions)
     first = grow(tree, ROOT, expansions[0], sampling.max_steps, merge=False)
+    after_round(tree, config)
     yield from complete(tree, list(first), config, seed, meter, sampling)
     return tree.leaves()
 

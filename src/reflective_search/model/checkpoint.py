@@ -119,8 +119,21 @@ def _check_head_keys(state: dict, path: Path) -> dict[str, torch.Tensor]:
     return {k: state[k] for k in HEAD_KEYS}
 
 
+def _load_tokenizer(directory: Path):
+    """The saved tokenizer as saved: AutoTokenizer would swap a plain tokenizers-library
+    tokenizer for the model type's own class (e.g. Qwen2Tokenizer), which pre-tokenizes
+    differently and so changes every token id."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config_path = directory / "tokenizer_config.json"
+    saved_class = json.loads(config_path.read_text(encoding="utf-8")).get("tokenizer_class") if config_path.is_file() else None
+    if saved_class in ("TokenizersBackend", "PreTrainedTokenizerFast") and (directory / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
 def _load_backbone(directory: Path, dtype, device, attn_implementation):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if not (directory / "config.json").is_file():
         raise ModelError(f"{directory} has no config.json: the backbone files are missing")
@@ -128,7 +141,7 @@ def _load_backbone(directory: Path, dtype, device, attn_implementation):
         backbone = AutoModelForCausalLM.from_pretrained(
             directory, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
         )
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = _load_tokenizer(directory)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{directory}: the backbone or tokenizer cannot be loaded ({first_line})") from None

@@ -8,6 +8,7 @@ head reads, the hidden states the head scores. Only that one layer's input is ca
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -51,9 +52,11 @@ class ReflectiveModel(nn.Module):
                       seed: int = 0) -> "ReflectiveModel":
         """Attach a freshly initialised SPRM head (seeded) to any HF causal LM."""
         settings = settings or ModelSettings()
+        width = settings.head_width or 2 * backbone.config.hidden_size
+        settings = dataclasses.replace(settings, head_width=width)  # saved configs state it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            head = build_head(backbone.config.hidden_size, settings.head_width)
+            head = build_head(backbone.config.hidden_size, width)
         head.to(device=backbone.device, dtype=next(backbone.parameters()).dtype)
         return cls(backbone, tokenizer, head, settings)
 

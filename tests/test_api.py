@@ -1,0 +1,74 @@
+"""The public API end to end on tiny real models: every method, determinism, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reflective_search import ReflectiveSearch, SearchConfig, Solution
+from reflective_search.errors import ProblemError
+
+SMALL = {"sampling": {"max_step_tokens": 8, "max_steps": 3}, "budget": {"tokens": 96},
+         "best_of_n": {"n": 3}, "majority": {"n": 3}, "beam": {"width": 2, "expand": 2},
+         "mcts": {"children": 2, "batch_leaves": 2}}
+METHODS = ["greedy", "majority", "best_of_n", "beam", "mcts"]
+
+
+def config(method, **extra):
+    return {"method": method, **SMALL, **extra}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_returns_a_complete_solution(tiny_llama, method):
+    solution = ReflectiveSearch(tiny_llama, config(method)).solve("Evaluate: 12+7*3")
+    assert isinstance(solution, Solution) and solution.method == method
+    assert solution.text == solution.tree.response_text(solution.tree.chosen)
+    assert solution.tree.terminal[solution.tree.chosen]
+    assert 0.0 <= solution.score <= 1.0
+    stats = solution.stats
+    assert stats.generated_tokens > 0 and stats.forwarded_tokens > 0 and stats.expansions > 0 and stats.seconds > 0
+    assert stats.generated_tokens == int(solution.tree.token_len[1 : solution.tree.size].sum())
+
+
+@pytest.mark.parametrize("method", ["best_of_n", "mcts"])
+def test_same_seed_and_config_give_the_same_tree(tiny_llama, method):
+    first = ReflectiveSearch(tiny_llama, config(method, seed=3)).solve("Evaluate: 12+7*3")
+    second = ReflectiveSearch(tiny_llama, config(method, seed=3)).solve("Evaluate: 12+7*3")
+    other = ReflectiveSearch(tiny_llama, config(method, seed=4)).solve("Evaluate: 12+7*3")
+    assert first.tree.texts == second.tree.texts and first.answer == second.answer
+    np.testing.assert_array_equal(first.tree.visits, second.tree.visits)
+    assert first.tree.texts != other.tree.texts
+
+
+@pytest.mark.parametrize("method", ["best_of_n", "mcts", "beam"])
+def test_shared_and_reference_expanders_grow_the_same_tree(tiny_qwen, method):
+    shared = ReflectiveSearch(tiny_qwen, config(method, expander="shared")).solve("Compute 5*6-4")
+    reference = ReflectiveSearch(tiny_qwen, config(method, expander="reference")).solve("Compute 5*6-4")
+    assert shared.tree.texts == reference.tree.texts
+    np.testing.assert_allclose(shared.tree.score[: shared.tree.size], reference.tree.score[: reference.tree.size], atol=1e-4)
+    assert shared.stats.forwarded_tokens < reference.stats.forwarded_tokens
+
+
+def test_solve_batch_equals_solving_one_by_one(tiny_llama):
+    problems = ["Evaluate: 12+7*3", "Compute 5*6-4", "Evaluate: 12+7*3"]
+    search = ReflectiveSearch(tiny_llama, config("mcts"))
+    together = search.solve_batch(problems)
+    alone = [ReflectiveSearch(tiny_llama, config("mcts")).solve(p) for p in problems]
+    assert [s.tree.texts for s in together] == [s.tree.texts for s in alone]
+    assert together[0].tree.texts == together[2].tree.texts  # same problem, same tree
+
+
+def test_config_defaults_to_mcts(tiny_llama):
+    assert ReflectiveSearch(tiny_llama).config == SearchConfig()
+
+
+def test_config_may_be_a_yaml_path(tiny_llama, tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text("method: beam\nbeam: {width: 3}\n")
+    assert ReflectiveSearch(tiny_llama, path).config.beam.width == 3
+
+
+def test_empty_problem_is_refused_before_any_work(tiny_llama):
+    search = ReflectiveSearch(tiny_llama, config("greedy"))
+    with pytest.raises(ProblemError, match="the problem is empty"):
+        search.solve_batch(["fine", " "])

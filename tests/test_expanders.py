@@ -1,0 +1,143 @@
+"""The shared-KV expander against the reference expander and a full recompute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reflective_search.config import SamplingConfig
+from reflective_search.errors import ConfigError
+from reflective_search.expand.reference import ReferenceExpander
+from reflective_search.expand.shared import SharedKVExpander
+from reflective_search.interface import ExpandRequest, StepEnd
+
+GREEDY = SamplingConfig(temperature=0.0, max_step_tokens=10)
+SAMPLED = SamplingConfig(temperature=1.0, top_p=0.9, max_step_tokens=10)
+
+
+def uneven_requests(model):
+    """Paths of different depths and lengths, two sharing a prompt, one a second problem."""
+    first = tuple(model.encode_prompt("Evaluate: 12+7*3"))
+    second = tuple(model.encode_prompt("Compute 5*6-4 and say why"))
+    step_a = tuple(model.tokenizer("7*3=21.\n\n", add_special_tokens=False)["input_ids"])
+    step_b = tuple(model.tokenizer("First, 12+21=33, left 8 21.\n\n", add_special_tokens=False)["input_ids"])
+    return [
+        ExpandRequest((first,), 3, seed=11),
+        ExpandRequest((first, step_a), 2, seed=12),
+        ExpandRequest((first, step_a, step_b), 1, seed=13),
+        ExpandRequest((second,), 2, seed=14),
+    ]
+
+
+def full_recompute(model, request, step):
+    """Oracle: log p of the step's tokens and its score from one plain pass over the text."""
+    prefix = [t for segment in request.path for t in segment]
+    ids = torch.tensor([prefix + list(step.tokens)])
+    with torch.no_grad():
+        out = model.backbone(ids, output_hidden_states=True)
+    logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+    total = sum(float(logp[len(prefix) + i - 1, t]) for i, t in enumerate(step.tokens))
+    return total
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen"])
+def test_shared_matches_reference_and_full_recompute_at_temperature_zero(fixture, request):
+    model = request.getfixturevalue(fixture)
+    requests = uneven_requests(model)
+    reference = ReferenceExpander(model).expand(requests, GREEDY)
+    shared = SharedKVExpander(model).expand(requests, GREEDY)
+    for req, ref, sh in zip(requests, reference, shared):
+        for a, b in zip(ref.children, sh.children, strict=True):
+            assert a.tokens == b.tokens and a.end == b.end and a.text == b.text
+            assert b.logprob == pytest.approx(a.logprob, abs=1e-4)
+            assert b.score == pytest.approx(a.score, abs=1e-4)
+            assert b.logprob == pytest.approx(full_recompute(model, req, b), abs=1e-4)
+
+
+def test_second_round_reuses_kv_and_still_matches(tiny_llama):
+    shared, reference = SharedKVExpander(tiny_llama), ReferenceExpander(tiny_llama)
+    first = uneven_requests(tiny_llama)[:1]
+    children = shared.expand(first, GREEDY)[0].children
+    deeper = [ExpandRequest(first[0].path + (c.tokens,), 2, seed=20 + i) for i, c in enumerate(children)]
+    before = shared.computed_tokens
+    again = shared.expand(deeper, GREEDY)
+    # only each child's unfed last token (identical children share it) plus the new tokens ran
+    distinct_children = len({c.tokens for c in children})
+    new_tokens = sum(len(c.tokens) - 1 for e in again for c in e.children)
+    assert shared.computed_tokens - before == distinct_children + new_tokens
+    for a, b in zip(reference.expand(deeper, GREEDY), again):
+        assert [c.tokens for c in a.children] == [c.tokens for c in b.children]
+
+
+def test_sampling_is_reproducible_and_independent_of_batch(tiny_llama):
+    requests = uneven_requests(tiny_llama)
+    together = SharedKVExpander(tiny_llama).expand(requests, SAMPLED)
+    alone = [SharedKVExpander(tiny_llama).expand([r], SAMPLED)[0] for r in reversed(requests)][::-1]
+    reference = ReferenceExpander(tiny_llama).expand(requests, SAMPLED)
+    tokens = lambda expansions: [[c.tokens for c in e.children] for e in expansions]
+    assert tokens(together) == tokens(alone) == tokens(reference)
+    assert len({c.tokens for e in together for c in e.children}) > 1  # it did sample
+
+
+def test_budget_is_never_exceeded_and_results_do_not_change(tiny_llama):
+    requests = uneven_requests(tiny_llama)
+    unbounded = SharedKVExpander(tiny_llama)
+    bounded = SharedKVExpander(tiny_llama, kv_budget_tokens=80)
+    for round_seed in range(3):
+        batch = [ExpandRequest(r.path, r.k, r.seed + round_seed) for r in requests]
+        expected = unbounded.expand(batch, SAMPLED)
+        got = bounded.expand(batch, SAMPLED)
+        assert [[c.tokens for c in e.children] for e in got] == [[c.tokens for c in e.children] for e in expected]
+    assert bounded.arena.peak_slots <= 80 < unbounded.arena.peak_slots
+    assert bounded.computed_tokens > unbounded.computed_tokens  # evicted paths were recomputed
+
+
+def test_released_nodes_are_evicted_first(tiny_llama):
+    expander = SharedKVExpander(tiny_llama, kv_budget_tokens=60)
+    first, second = uneven_requests(tiny_llama)[0], uneven_requests(tiny_llama)[3]
+    expander.expand([first], GREEDY)
+    expander.expand([second], GREEDY)
+    expander.release([first.path])
+    expander.expand([ExpandRequest(second.path, 3, 5)], GREEDY)  # needs room
+    resident = {s.tokens: bool(s.slots) for s in expander.arena._segments.values()}
+    assert resident[first.path[0]] is False and resident[second.path[0]] is True
+
+
+def test_budget_too_small_for_one_path_is_refused(tiny_llama):
+    expander = SharedKVExpander(tiny_llama, kv_budget_tokens=12)
+    with pytest.raises(ConfigError, match="kv_budget_tokens=12 cannot hold one path"):
+        expander.expand(uneven_requests(tiny_llama)[2:3], GREEDY)
+
+
+def test_computed_tokens_never_exceed_unique_tree_tokens(tiny_llama):
+    expander = SharedKVExpander(tiny_llama)
+    requests = uneven_requests(tiny_llama)
+    expansions = expander.expand(requests, SAMPLED)
+    unique = {segment for r in requests for i in range(len(r.path)) for segment in [r.path[: i + 1]]}
+    unique_tokens = sum(len(path[-1]) for path in unique)
+    unique_tokens += sum(len(c.tokens) for e in expansions for c in set(e.children))
+    assert expander.computed_tokens <= unique_tokens
+
+
+def test_scoring_off_gives_same_tokens_and_zero_scores(tiny_llama):
+    requests = uneven_requests(tiny_llama)
+    scored = SharedKVExpander(tiny_llama).expand(requests, GREEDY)
+    unscored = SharedKVExpander(tiny_llama, score=False).expand(requests, GREEDY)
+    assert [[c.tokens for c in e.children] for e in scored] == [[c.tokens for c in e.children] for e in unscored]
+    assert {c.score for e in unscored for c in e.children} == {0.0}
+
+
+def test_eos_ends_a_step_and_is_excluded_from_text(tiny_llama):
+    eos = next(iter(tiny_llama.eos_token_ids))
+
+    def favour_eos(module, inputs, logits):
+        boosted = logits.clone()
+        boosted[..., eos] += 1e4  # EOS becomes the argmax at every position
+        return boosted
+
+    handle = tiny_llama.backbone.lm_head.register_forward_hook(favour_eos)
+    try:
+        step = SharedKVExpander(tiny_llama).expand(uneven_requests(tiny_llama)[:1], GREEDY)[0].children[0]
+    finally:
+        handle.remove()
+    assert step.tokens == (eos,) and step.text == "" and step.end is StepEnd.EOS

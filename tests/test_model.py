@@ -1,0 +1,139 @@
+"""ReflectiveModel: scoring from one pass, save/load, MetaStone-S1 files, bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from reflective_search.errors import ModelError, ProblemError
+from reflective_search.model import ModelSettings, ReflectiveModel
+
+RESPONSE = "7*3=21.\n\n12+21=33.\n\nAnswer: 33"
+
+
+def plain_scores(model, prompt_ids, response_ids, positions):
+    """Oracle: the backbone's own hidden_states[-2] at ``positions`` through the head."""
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        hidden = model.backbone(ids, output_hidden_states=True).hidden_states[-2][0]
+        return torch.sigmoid(model.head(hidden[positions]).squeeze(-1)).tolist()
+
+
+def test_score_steps_reads_hidden_states_before_last_layer(char_model):
+    prompt_ids = char_model.encode_prompt("Evaluate 12+7*3")
+    response_ids = char_model.tokenizer(RESPONSE, add_special_tokens=False)["input_ids"]
+    # char tokenizer: token j is character j; the state emitting '.' of step n sits one before
+    dots = [i for i, ch in enumerate(RESPONSE) if RESPONSE.startswith(".\n\n", i)]
+    positions = [len(prompt_ids) + j - 1 for j in dots] + [len(prompt_ids) + len(RESPONSE) - 1]
+    expected = plain_scores(char_model, prompt_ids, response_ids, positions)
+    assert char_model.score_steps("Evaluate 12+7*3", RESPONSE) == pytest.approx(expected, abs=1e-6)
+
+
+def test_merged_delimiter_token_is_scored_where_it_is_emitted(tiny_llama):
+    response = "Then 12+21=33.\n\nAnswer: 33.\n\n"
+    tokens = tiny_llama.tokenizer.tokenize(response)
+    assert tokens[-1] == "21=33.ĊĊAnswer:Ġ33.ĊĊ"  # the BPE merged two delimiters into one token
+    response_ids = tiny_llama.tokenizer(response, add_special_tokens=False)["input_ids"]
+    prompt_ids = tiny_llama.encode_prompt("q")
+    # both steps end inside the last token, so both are read at the state that emits it
+    emitting = len(prompt_ids) + len(response_ids) - 2
+    expected = plain_scores(tiny_llama, prompt_ids, response_ids, [emitting, emitting])
+    assert tiny_llama.score_steps("q", response) == pytest.approx(expected, abs=1e-6)
+
+
+def test_run_of_delimiters_counts_once(char_model):
+    assert len(char_model.score_steps("q", "1+1=2.\n\n.\n\n2+2=4.\n\n")) == 2
+
+
+def test_save_and_load_round_trip(tiny_llama, tmp_path):
+    tiny_llama.save_pretrained(tmp_path / "m")
+    loaded = ReflectiveModel.from_pretrained(tmp_path / "m")
+    assert loaded.settings == tiny_llama.settings
+    assert loaded.score_steps("q", RESPONSE) == pytest.approx(tiny_llama.score_steps("q", RESPONSE), abs=1e-6)
+
+
+def test_metastone_release_loads_and_scores_identically(tiny_qwen, tmp_path):
+    release = tmp_path / "metastone"
+    tiny_qwen.backbone.save_pretrained(release)
+    tiny_qwen.tokenizer.save_pretrained(release)
+    torch.save(tiny_qwen.head.state_dict(), release / "score_module.pt")
+    loaded = ReflectiveModel.from_pretrained(release)
+    assert loaded.score_steps("q", RESPONSE) == pytest.approx(tiny_qwen.score_steps("q", RESPONSE), abs=1e-6)
+
+
+def test_head_width_mismatch_is_refused(tiny_llama, tiny_qwen, tmp_path):
+    from reflective_search.model.head import build_head
+
+    with pytest.raises(ModelError, match="the SPRM head reads width 32 but the backbone's hidden size is 64"):
+        ReflectiveModel(tiny_llama.backbone, tiny_llama.tokenizer, build_head(32), ModelSettings())
+
+
+def test_missing_head_file_is_named(tiny_llama, tmp_path):
+    tiny_llama.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "sprm_head.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"sprm_head.safetensors is missing"):
+        ReflectiveModel.from_pretrained(tmp_path / "m")
+
+
+def test_truncated_head_file_is_named(tiny_llama, tmp_path):
+    tiny_llama.save_pretrained(tmp_path / "m")
+    head = tmp_path / "m" / "sprm_head.safetensors"
+    head.write_bytes(head.read_bytes()[:40])
+    with pytest.raises(ModelError, match=r"sprm_head.safetensors is corrupted or truncated"):
+        ReflectiveModel.from_pretrained(tmp_path / "m")
+
+
+def test_missing_backbone_config_is_named(tiny_llama, tmp_path):
+    tiny_llama.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(ModelError, match="has no config.json: the backbone files are missing"):
+        ReflectiveModel.from_pretrained(tmp_path / "m")
+
+
+def test_directory_without_head_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="holds neither reflective_config.json nor score_module.pt"):
+        ReflectiveModel.from_pretrained(tmp_path)
+
+
+def test_nonexistent_directory_is_refused(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        ReflectiveModel.from_pretrained(tmp_path / "nowhere")
+
+
+def test_tokenizer_without_delimiter_is_refused(char_model):
+    settings = ModelSettings(delimiters=("\u00a7\u00a7",))
+    with pytest.raises(ModelError, match="the tokenizer cannot write any delimiter"):
+        ReflectiveModel(char_model.backbone, char_model.tokenizer, char_model.head, settings)
+
+
+def test_nan_head_scores_are_refused(char_model):
+    broken = ReflectiveModel(char_model.backbone, char_model.tokenizer, torch.nn.Sequential(*char_model.head), char_model.settings)
+    broken.head = torch.nn.Sequential(*[torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Dropout(), torch.nn.Linear(64, 1)])
+    with torch.no_grad():
+        broken.head[3].bias.fill_(float("nan"))
+    with pytest.raises(ModelError, match="the SPRM head produced NaN scores"):
+        broken.score_steps("q", "1+1=2.\n\n")
+
+
+@pytest.mark.parametrize("problem, message", [("", "the problem is empty"), ("   ", "the problem is empty"),
+                                               (42, "a problem must be a string, got int")])
+def test_bad_problems_are_refused(tiny_llama, problem, message):
+    with pytest.raises(ProblemError, match=message):
+        tiny_llama.encode_prompt(problem)
+
+
+def test_prompt_longer_than_context_is_refused(char_model):
+    with pytest.raises(ProblemError, match=r"the model's context is 64 tokens: shorten the problem"):
+        char_model.encode_prompt("1+" * 40)
+
+
+def test_chat_template_formats_prompt_when_present(tiny_llama):
+    tokenizer = tiny_llama.tokenizer
+    tokenizer.chat_template = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
+    try:
+        assert tiny_llama.format_prompt("hi") == "<s>hi</s>"
+    finally:
+        tokenizer.chat_template = None
+    assert tiny_llama.format_prompt("hi") == "hi\n\n"

@@ -1,0 +1,72 @@
+"""The compiled tree kernels agree exactly with their pure-Python twins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reflective_search.interface import ChildStep, StepEnd
+from reflective_search.tree import ROOT, Tree
+from reflective_search.tree_ops import HAVE_NUMBA, backup, select_leaves
+
+
+def random_tree(seed: int, nodes: int = 400, fan_out: int = 3) -> Tree:
+    """A tree grown by random expansions, with random priors and backed-up scores."""
+    rng = np.random.default_rng(seed)
+    tree = Tree([1, 2, 3], "prompt")
+    while tree.size < nodes:
+        leaves = [n for n in tree.leaves() if not tree.terminal[n]]
+        node = int(rng.choice(leaves))
+        priors = rng.dirichlet(np.ones(fan_out))
+        steps = [ChildStep((int(t),), "s", 0.0, float(rng.random()), StepEnd.DELIMITER) for t in rng.integers(5, 50, fan_out)]
+        for child in tree.add_children(node, steps, priors.tolist()):
+            tree.terminal[child] = rng.random() < 0.1
+            backup(tree, child, float(tree.score[child]), compiled=False)
+    return tree
+
+
+def test_tree_stores_each_nodes_tokens_once():
+    tree = random_tree(0, nodes=50)
+    assert tree.num_tokens == 3 + (tree.size - 1)
+    leaf = tree.leaves()[-1]
+    assert tree.token_path(leaf)[0] == (1, 2, 3)
+    assert len(tree.token_path(leaf)) == int(tree.depth[leaf]) + 1
+
+
+def test_parent_visits_equal_own_backup_plus_children():
+    tree = random_tree(1, nodes=200)
+    for node in range(1, tree.size):
+        kids = tree.children(node)
+        assert int(tree.visits[node]) == 1 + sum(int(tree.visits[c]) for c in kids)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed: only the Python path exists")
+@pytest.mark.parametrize("use_max", [False, True])
+def test_numba_and_python_select_the_same_leaves(use_max):
+    for seed in range(5):
+        tree = random_tree(seed)
+        for batch in (1, 4, 16):
+            fast = select_leaves(tree, batch, 1.5, use_max=use_max, compiled=True)
+            slow = select_leaves(tree, batch, 1.5, use_max=use_max, compiled=False)
+            assert fast == slow
+            assert not tree.in_flight[: tree.size].any()  # virtual loss fully removed
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed: only the Python path exists")
+def test_numba_and_python_backup_identically():
+    a, b = random_tree(7), random_tree(7)
+    for node, value in [(a.size - 1, 0.25), (5, 0.9), (a.size // 2, 0.1)]:
+        backup(a, node, value, compiled=True)
+        backup(b, node, value, compiled=False)
+    np.testing.assert_array_equal(a.visits, b.visits)
+    np.testing.assert_array_equal(a.value_sum, b.value_sum)
+    np.testing.assert_array_equal(a.value_max, b.value_max)
+
+
+def test_selection_with_virtual_loss_spreads_over_leaves():
+    tree = Tree([1], "p")
+    steps = [ChildStep((t,), "s", 0.0, 0.5, StepEnd.DELIMITER) for t in (1, 2, 3, 4)]
+    for child in tree.add_children(ROOT, steps, [0.25] * 4):
+        backup(tree, child, 0.5)
+    assert select_leaves(tree, 4, 1.0, virtual_loss=1.0) == [1, 2, 3, 4]
+    assert select_leaves(tree, 4, 1.0, virtual_loss=0.0) == [1]  # no virtual loss: one leaf

@@ -35,11 +35,12 @@ def _best_child(node, first_child, num_children, visits, value_sum, value_max, i
     best_score = -np.inf
     for child in range(first, first + num_children[node]):
         n = visits[child] + in_flight[child]  # virtual loss: in-flight visits worth 0
-        if use_max:
-            q = value_max[child] * visits[child] / n if n > 0 else 0.0
+        if n <= 0:
+            score = explore * prior[child]
         else:
-            q = value_sum[child] / n if n > 0 else 0.0
-        score = q + explore * prior[child] / (1.0 + n)
+            # Q + U = value / n + explore * prior / (1 + n), over one division (hot loop)
+            value = value_max[child] * visits[child] if use_max else value_sum[child]
+            score = (value * (1.0 + n) + explore * prior[child] * n) / (n * (1.0 + n))
         if score > best_score:
             best_score = score
             best = child
@@ -82,18 +83,28 @@ def _backup(parent, visits, value_sum, value_max, node, value):
         node = parent[node]
 
 
+def _backup_batch(parent, visits, value_sum, value_max, nodes, values):
+    """Back up ``values[i]`` from ``nodes[i]`` for every i (one call for a round)."""
+    for i in range(len(nodes)):
+        _backup(parent, visits, value_sum, value_max, nodes[i], values[i])
+
+
 select_leaves_py = _select_leaves
 backup_py = _backup
+backup_batch_py = _backup_batch
 if HAVE_NUMBA:
-    _best_child_nb = numba.njit(cache=False)(_best_child)
+    _best_child_nb = numba.njit(cache=False, inline="always")(_best_child)
     # Compile the selection kernel against the compiled helper (same source, no Python calls).
     _select_globals = dict(_select_leaves.__globals__, _best_child=_best_child_nb)
     _select_src = type(_select_leaves)(_select_leaves.__code__, _select_globals, "_select_leaves_nb")
     select_leaves_nb = numba.njit(cache=False)(_select_src)
     backup_nb = numba.njit(cache=False)(_backup)
+    _batch_globals = dict(_backup_batch.__globals__, _backup=backup_nb)
+    backup_batch_nb = numba.njit(cache=False)(type(_backup_batch)(_backup_batch.__code__, _batch_globals, "_backup_batch_nb"))
 else:  # pragma: no cover
     select_leaves_nb = select_leaves_py
     backup_nb = backup_py
+    backup_batch_nb = backup_batch_py
 
 
 def select_leaves(tree: Tree, batch: int, c_puct: float, use_max: bool = False,
@@ -105,6 +116,13 @@ def select_leaves(tree: Tree, batch: int, c_puct: float, use_max: bool = False,
            tree.value_max, tree.in_flight, tree.prior, tree.terminal, batch, c_puct, use_max,
            virtual_loss, out)
     return list(dict.fromkeys(int(n) for n in out))
+
+
+def backup_batch(tree: Tree, nodes, values, compiled: bool = True) -> None:
+    """Back up ``values[i]`` from ``nodes[i]``, in order, in one kernel call."""
+    kernel = backup_batch_nb if compiled else backup_batch_py
+    kernel(tree.parent, tree.visits, tree.value_sum, tree.value_max,
+           np.asarray(nodes, np.int32), np.asarray(values, np.float64))
 
 
 def backup(tree: Tree, node: int, value: float, compiled: bool = True) -> None:

@@ -1,0 +1,40 @@
+"""Entry point: ``python -m reflective_search.bench expander|tree [--json] [...]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reflective_search.bench")
+    sub = parser.add_subparsers(dest="which", required=True)
+    expander = sub.add_parser("expander", help="shared-KV expander vs generate vs batched recompute")
+    expander.add_argument("--device", default="cpu", help="cpu or cuda (cuda: bf16, fused SDPA)")
+    expander.add_argument("--repeats", type=int, default=3)
+    expander.add_argument("--prompt-tokens", type=int, default=1024)
+    tree = sub.add_parser("tree", help="numba vs Python PUCT selection + backup")
+    tree.add_argument("--nodes", type=int, default=100_000)
+    tree.add_argument("--repeats", type=int, default=3)
+    for p in (expander, tree):
+        p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
+    args = parser.parse_args(argv)
+    if args.which == "expander":
+        from reflective_search.bench.expander import run_expander_bench
+
+        result = run_expander_bench(device=args.device, repeats=args.repeats, prompt_tokens=args.prompt_tokens)
+    else:
+        from reflective_search.bench.tree import run_tree_bench
+
+        result = run_tree_bench(nodes=args.nodes, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

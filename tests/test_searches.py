@@ -68,7 +68,7 @@ def test_beam_keeps_width_best_and_releases_pruned():
     solution, expander = solve(config, scores, texts)
     assert expander.calls == [[()], [(0,), (2,)]]  # child 1 (0.2) pruned after step one
     assert solution.answer == "00"  # sqrt(.9*.9)=.9 beats sqrt(.8*.95)=.872
-    assert len(expander.released) == 1  # the pruned first-step node
+    assert [len(p) for p in expander.released] == [2, 1]  # the pruned first-step node, then the tree
 
 
 def test_max_steps_makes_paths_terminal():

@@ -66,7 +66,11 @@ class Expander(Protocol):
         ...
 
     def release(self, paths: Sequence[TokenPath]) -> None:
-        """Hint that these nodes will not be expanded again (their KV may go first)."""
+        """Hint that these nodes will not be expanded again (their KV may go first).
+
+        A bare prompt path (one segment) means the whole search is over: all of its
+        tree's KV may go.
+        """
         ...
 
 

@@ -1,14 +1,23 @@
-"""The KV arena: one batch-1 cache holding every resident token of every search tree once.
+"""The KV arena: every resident token of every search tree, held once.
 
-Verbs (each docstring says whether it mutates the arena):
-``intern_path`` names a path's segments, ``prefill`` computes what a path lacks,
-``decoder`` steps children one token at a time, ``adopt`` files a child's KV under its
-parent, ``release`` marks nodes to drop first, ``make_room`` evicts and compacts.
+The arena is one Hugging Face cache whose batch rows are *lanes*: each search tree (each
+prompt) lives in its own lane, so a query only ever attends over its own tree's tokens
+(several problems in one round cost what each costs alone, not the product). Within a
+lane a token may sit at any slot; a float 4D mask lets each query see exactly its
+ancestors. All lanes share the slot count ``length``; a lane with less to do that round
+is padded, and the padding slots are garbage.
 
-Invariants: a segment's ``slots`` are the arena slots of a prefix of its tokens (its
-*computed* tokens); the slot of token i holds the KV of that token at position
-``start + i`` attending to exactly its ancestors. Slots owned by no segment are garbage
-(duplicates, re-fed tokens) until the next compaction. ``length <= budget`` always.
+Verbs (each docstring says whether it mutates the arena): ``intern_path`` names a path's
+segments, ``prefill`` computes what paths lack, ``decoder`` steps child rows a token at a
+time, ``adopt`` files a child's KV under its parent, ``release`` marks nodes to drop first
+(a whole tree when given its prompt), ``make_room`` evicts and compacts.
+
+Invariants: a segment's ``slots`` are slots in its lane holding a prefix of its tokens
+(its *computed* tokens); the KV at a slot is that token's at position ``start + i``,
+attending to exactly its ancestors. Slots owned by no segment are garbage until the next
+compaction. Every query, padding included, sees at least itself (a fully masked row
+would turn into NaN and poison the cache). With a KV budget there is a single lane and
+``length <= budget`` always.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ import torch
 from reflective_search.interface import TokenIds, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
 
+PAD_TOKEN = 0  # fed in padding query slots; its output is never read
+
 
 @dataclass(slots=True, eq=False)
 class Segment:
@@ -29,7 +40,8 @@ class Segment:
     parent: "Segment | None"  # None for a prompt
     tokens: TokenIds  # the segment's token ids
     start: int  # position of its first token (tokens above it on the path)
-    slots: list[int] = field(default_factory=list)  # arena slots of its computed prefix
+    lane: int  # the cache batch row holding its tree
+    slots: list[int] = field(default_factory=list)  # lane slots of its computed prefix
     last_used: int = 0  # arena clock at the last request that touched it
     released: bool = False  # the search is done with it: evict first
 
@@ -47,16 +59,17 @@ class KVArena:
         from transformers import DynamicCache
 
         self.model = model
-        self.budget = budget  # most slots resident at once (None: unbounded)
+        self.budget = budget  # most slots resident at once (None: unbounded, one lane per tree)
         self.cache = DynamicCache()
-        self.length = 0  # slots in the cache, garbage included
-        self.computed_tokens = 0  # tokens ever fed through the model
-        self.peak_slots = 0
+        self.length = 0  # slots per lane, garbage included
+        self.lane_roots: list[Segment | None] = []  # the prompt each lane holds (None: free)
+        self.computed_tokens = 0  # real tokens ever fed through the model (padding excluded)
+        self.peak_slots = 0  # most slots ever held, over all lanes
         self.bytes_per_slot = _bytes_per_token(model)
         self._segments: dict[tuple[int, TokenIds], Segment] = {}
         self._uids = itertools.count(1)
         self._clock = 0
-        self._neg = torch.finfo(next(model.parameters()).dtype).min
+        self._neg = torch.finfo(self._dtype).min
 
     # -- naming ------------------------------------------------------------------------------
 
@@ -69,30 +82,64 @@ class KVArena:
             segment = self._segments.get(key)
             if segment is None:
                 start = parent.end_position + 1 if parent else 0
-                segment = Segment(next(self._uids), parent, tuple(tokens), start)
+                lane = parent.lane if parent else self._lane_for_root()
+                segment = Segment(next(self._uids), parent, tuple(tokens), start, lane)
                 self._segments[key] = segment
+                if parent is None:
+                    self.lane_roots[lane] = segment
             segment.last_used = self._clock
             segments.append(segment)
             parent = segment
         return segments
 
+    def _lane_for_root(self) -> int:
+        """A free lane for a new tree (the only lane under a budget). Mutates: may add one."""
+        if self.budget is not None and self.lane_roots:
+            return 0
+        for lane, root in enumerate(self.lane_roots):
+            if root is None:
+                return lane
+        self.lane_roots.append(None)
+        if self._cache_started():  # a new batch row of zero (finite, never visible) KV
+            for layer in self.cache.layers:
+                layer.keys = torch.cat([layer.keys, layer.keys.new_zeros(1, *layer.keys.shape[1:])])
+                layer.values = torch.cat([layer.values, layer.values.new_zeros(1, *layer.values.shape[1:])])
+        return len(self.lane_roots) - 1
+
+    def _cache_started(self) -> bool:
+        return bool(self.cache.layers) and getattr(self.cache.layers[0], "keys", None) is not None
+
     def release(self, paths: Sequence[TokenPath]) -> None:
-        """Mark known path ends as finished with. Mutates flags only."""
+        """Mark known path ends as finished with; a bare prompt frees its whole tree. Mutates."""
         for path in paths:
-            parent = None
-            for tokens in path:
-                parent = self._segments.get((parent.uid if parent else 0, tuple(tokens)))
-                if parent is None:
-                    break
-            if parent is not None:
-                parent.released = True
+            segment = self._lookup(path)
+            if segment is None:
+                continue
+            segment.released = True
+            if segment.parent is None and self.budget is None:
+                self._drop_tree(segment)
+
+    def _lookup(self, path: TokenPath) -> Segment | None:
+        segment = None
+        for tokens in path:
+            segment = self._segments.get((segment.uid if segment else 0, tuple(tokens)))
+            if segment is None:
+                return None
+        return segment
+
+    def _drop_tree(self, root: Segment) -> None:
+        """Forget every segment of ``root``'s lane; its slots become garbage, the lane free."""
+        lane = root.lane
+        for key in [k for k, s in self._segments.items() if s.lane == lane]:
+            del self._segments[key]
+        self.lane_roots[lane] = None
 
     def adopt(self, parent: Segment, tokens: TokenIds, slots: list[int]) -> None:
         """File a decoded child's computed slots under ``parent``. Mutates the table."""
         key = (parent.uid, tuple(tokens))
         segment = self._segments.get(key)
         if segment is None:
-            segment = Segment(next(self._uids), parent, tuple(tokens), parent.end_position + 1)
+            segment = Segment(next(self._uids), parent, tuple(tokens), parent.end_position + 1, parent.lane)
             self._segments[key] = segment
         if len(slots) > len(segment.slots):  # a merged duplicate keeps the first copy's KV
             segment.slots = list(slots)
@@ -106,29 +153,40 @@ class KVArena:
         Returns last-position logits [R, V], features [R, H] (or None) and, per path, the
         tokens it was charged for (a token shared by two paths is charged to the first).
         """
-        plan = _PrefillPlan(self.length)
+        plan = _PrefillPlan(self.length, len(self.lane_roots))
         for index, path in enumerate(paths):
             plan.add_path(index, path)
-        mask = self._prefill_mask(plan)
-        ids = torch.tensor([plan.ids], device=self.model.device)
-        positions = torch.tensor([plan.positions], device=self.model.device)
-        keep = torch.tensor(plan.outputs, device=self.model.device)
-        logits, features = self.model(ids, position_ids=positions, attention_mask=mask, cache=self.cache,
+        width = plan.width
+        device = self.model.device
+        ids = torch.full((len(self.lane_roots), width), PAD_TOKEN, dtype=torch.long)
+        positions = torch.zeros(len(self.lane_roots), width, dtype=torch.long)
+        for lane, lane_plan in enumerate(plan.lanes):
+            ids[lane, : len(lane_plan.ids)] = torch.tensor(lane_plan.ids, dtype=torch.long)
+            positions[lane, : len(lane_plan.ids)] = torch.tensor(lane_plan.positions, dtype=torch.long)
+        rows = sorted({row for _, row in plan.outputs})
+        keep = torch.tensor(rows, device=device)
+        logits, features = self.model(ids.to(device), position_ids=positions.to(device),
+                                      attention_mask=self._prefill_mask(plan), cache=self.cache,
                                       logits_to_keep=keep, with_features=with_features)
         plan.commit()
-        self._grow(len(plan.ids))
-        last_features = features[0, keep] if features is not None else None
-        return logits[0], last_features, plan.cost
+        self._grow(width, plan.real_tokens)
+        lanes = torch.tensor([lane for lane, _ in plan.outputs])
+        out_rows = torch.tensor([row for _, row in plan.outputs])
+        picked = logits[lanes, torch.tensor([rows.index(r) for r in out_rows.tolist()])]
+        last_features = features[lanes, out_rows] if features is not None else None
+        return picked, last_features, plan.cost
 
     def _prefill_mask(self, plan: "_PrefillPlan") -> torch.Tensor:
-        """[1, 1, Q, S+Q] additive mask: each new token sees its ancestors and itself."""
-        q = len(plan.ids)
-        visible = torch.zeros(q, self.length + q, dtype=torch.bool)
-        for rows, ancestors, own, first_index in plan.blocks:
-            if ancestors:
-                visible[rows[0] : rows[-1] + 1, torch.tensor(ancestors)] = True
-            tri = torch.ones(len(rows), len(own), dtype=torch.bool).tril(diagonal=first_index)
-            visible[rows[0] : rows[-1] + 1, torch.tensor(own)] = tri
+        """[L, 1, Q, S+Q] additive mask: each new token sees its ancestors and itself."""
+        q = plan.width
+        visible = torch.zeros(len(self.lane_roots), q, self.length + q, dtype=torch.bool)
+        visible[:, torch.arange(q), self.length + torch.arange(q)] = True  # everyone sees itself
+        for lane, lane_plan in enumerate(plan.lanes):
+            for rows, ancestors, own, first_index in lane_plan.blocks:
+                if ancestors:
+                    visible[lane, rows[0] : rows[-1] + 1, torch.tensor(ancestors)] = True
+                tri = torch.ones(len(rows), len(own), dtype=torch.bool).tril(diagonal=first_index)
+                visible[lane, rows[0] : rows[-1] + 1, torch.tensor(own)] = tri
         return self._additive(visible)
 
     def decoder(self, paths: Sequence[list[Segment]], with_features: bool) -> "_Decoder":
@@ -136,17 +194,18 @@ class KVArena:
         return _Decoder(self, paths, with_features)
 
     def _additive(self, visible: torch.Tensor) -> torch.Tensor:
+        """Boolean [L, Q, K] visibility -> additive float mask [L, 1, Q, K]."""
         mask = torch.zeros(visible.shape, dtype=self._dtype, device=self.model.device)
-        return mask.masked_fill_(~visible.to(self.model.device), self._neg)[None, None]
+        return mask.masked_fill_(~visible.to(self.model.device), self._neg)[:, None]
 
     @property
     def _dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _grow(self, count: int) -> None:
-        self.length += count
-        self.computed_tokens += count
-        self.peak_slots = max(self.peak_slots, self.length)
+    def _grow(self, width: int, real_tokens: int) -> None:
+        self.length += width
+        self.computed_tokens += real_tokens
+        self.peak_slots = max(self.peak_slots, self.length * len(self.lane_roots))
         assert self.budget is None or self.length <= self.budget, "KV budget exceeded"
 
     # -- memory ----------------------------------------------------------------------------------
@@ -157,7 +216,7 @@ class KVArena:
         need = missing + len(paths) + extra  # + a possible re-fed last token per path
         owned = sum(len(s.slots) for s in self._segments.values())
         if self.budget is None:
-            if self.length - owned > max(4096, owned):  # much garbage: reclaim it
+            if self.length * len(self.lane_roots) > 2 * owned + 4096:  # mostly garbage: reclaim it
                 self._compact()
             return
         if self.length + need <= self.budget:
@@ -175,33 +234,63 @@ class KVArena:
         self._compact()
 
     def _compact(self) -> None:
-        """Drop garbage slots from the cache and renumber every segment's slots."""
-        owners = [s for s in self._segments.values() if s.slots]
-        keep = sorted(slot for s in owners for slot in s.slots)
-        keep_index = torch.tensor(keep, dtype=torch.long, device=self.model.device)
+        """Drop garbage slots and free lanes; renumber every segment's lane and slots."""
+        live_lanes = [lane for lane, root in enumerate(self.lane_roots) if root is not None]
+        if not live_lanes:  # nothing resident: start over with an empty cache
+            from transformers import DynamicCache
+
+            self.cache, self.lane_roots, self.length = DynamicCache(), [], 0
+            self._segments.clear()
+            return
+        owners = {lane: [s for s in self._segments.values() if s.lane == lane and s.slots] for lane in live_lanes}
+        keep = {lane: sorted(slot for s in owners[lane] for slot in s.slots) for lane in live_lanes}
+        width = max((len(k) for k in keep.values()), default=0)
+        index = torch.zeros(len(live_lanes), width, dtype=torch.long)
+        for row, lane in enumerate(live_lanes):
+            index[row, : len(keep[lane])] = torch.tensor(keep[lane], dtype=torch.long)  # tail pads: garbage copies
+        lanes_index = torch.tensor(live_lanes, dtype=torch.long, device=self.model.device)
         for layer in self.cache.layers:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                layer.keys = layer.keys.index_select(2, keep_index)
-                layer.values = layer.values.index_select(2, keep_index)
-        renumber = {old: new for new, old in enumerate(keep)}
-        for segment in owners:
-            segment.slots = [renumber[slot] for slot in segment.slots]
-        self.length = len(keep)
+                gather = index.to(layer.keys.device)[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+                layer.keys = layer.keys.index_select(0, lanes_index).gather(2, gather)
+                layer.values = layer.values.index_select(0, lanes_index).gather(2, gather)
+        for row, lane in enumerate(live_lanes):
+            renumber = {old: new for new, old in enumerate(keep[lane])}
+            for segment in owners[lane]:
+                segment.slots = [renumber[slot] for slot in segment.slots]
+        new_lane = {lane: row for row, lane in enumerate(live_lanes)}
+        for segment in self._segments.values():
+            segment.lane = new_lane[segment.lane]
+        self.lane_roots = [self.lane_roots[lane] for lane in live_lanes]
+        self.length = width
+
+
+@dataclass(slots=True)
+class _LanePlan:
+    ids: list[int] = field(default_factory=list)  # new tokens fed in this lane
+    positions: list[int] = field(default_factory=list)  # their positions
+    blocks: list[tuple] = field(default_factory=list)  # (rows, ancestor slots, own slots, first index)
 
 
 class _PrefillPlan:
-    """Which tokens a prefill feeds, where they land, and what each sees."""
+    """Which tokens a prefill feeds, where they land in their lane, and what each sees."""
 
-    def __init__(self, first_slot: int) -> None:
+    def __init__(self, first_slot: int, lanes: int) -> None:
         self.first_slot = first_slot
-        self.ids: list[int] = []
-        self.positions: list[int] = []
-        self.outputs: list[int] = []  # query row whose output is each path's last position
+        self.lanes = [_LanePlan() for _ in range(lanes)]
+        self.outputs: list[tuple[int, int]] = []  # (lane, query row) of each path's last position
         self.cost: list[int] = []  # tokens charged to each path
-        self.blocks: list[tuple[list[int], list[int], list[int], int]] = []  # rows, ancestor slots, own slots, first idx
         self._planned: dict[int, list[int]] = {}  # id(segment) -> full planned slot list
         self._rows: dict[int, list[int]] = {}  # id(segment) -> query rows of its new tokens
         self._segments: dict[int, Segment] = {}
+
+    @property
+    def width(self) -> int:
+        return max(len(lane.ids) for lane in self.lanes)
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(len(lane.ids) for lane in self.lanes)
 
     def slots_of(self, segment: Segment) -> list[int]:
         return self._planned.get(id(segment), segment.slots)
@@ -214,33 +303,35 @@ class _PrefillPlan:
         leaf = path[-1]
         rows = self._rows.get(id(leaf))
         if rows:
-            self.outputs.append(rows[-1])
+            self.outputs.append((leaf.lane, rows[-1]))
         else:  # nothing new on this path: re-feed its last token to get its logits again
             charged += 1
-            self.outputs.append(self._scratch(path))
+            self.outputs.append((leaf.lane, self._scratch(path)))
         self.cost.append(charged)
 
     def _schedule(self, segment: Segment, ancestors: list[Segment]) -> int:
+        lane = self.lanes[segment.lane]
         first_index = len(segment.slots)
         new = segment.tokens[first_index:]
-        rows = list(range(len(self.ids), len(self.ids) + len(new)))
+        rows = list(range(len(lane.ids), len(lane.ids) + len(new)))
         planned = segment.slots + [self.first_slot + row for row in rows]
-        self.ids += new
-        self.positions += [segment.start + first_index + i for i in range(len(new))]
+        lane.ids += new
+        lane.positions += [segment.start + first_index + i for i in range(len(new))]
         ancestor_slots = [slot for a in ancestors for slot in self.slots_of(a)]
-        self.blocks.append((rows, ancestor_slots, planned, first_index))
+        lane.blocks.append((rows, ancestor_slots, planned, first_index))
         self._planned[id(segment)], self._rows[id(segment)] = planned, rows
         self._segments[id(segment)] = segment
         return len(new)
 
     def _scratch(self, path: list[Segment]) -> int:
         """A garbage copy of the path's last token, seeing the path without that token."""
-        row = len(self.ids)
         leaf = path[-1]
-        self.ids.append(leaf.tokens[-1])
-        self.positions.append(leaf.end_position)
+        lane = self.lanes[leaf.lane]
+        row = len(lane.ids)
+        lane.ids.append(leaf.tokens[-1])
+        lane.positions.append(leaf.end_position)
         visible = [slot for s in path for slot in self.slots_of(s)][:-1]
-        self.blocks.append(([row], visible, [self.first_slot + row], 0))
+        lane.blocks.append(([row], visible, [self.first_slot + row], 0))
         return row
 
     def commit(self) -> None:
@@ -249,42 +340,63 @@ class _PrefillPlan:
 
 
 class _Decoder:
-    """Feeds one token per active child row; each row sees its path and its own tokens."""
+    """Feeds one token per active child row; each row sees its path and its own tokens.
+
+    Rows are grouped by lane; each forward is [lanes, Q] with Q the most active rows in
+    any lane, the rest padding.
+    """
 
     def __init__(self, arena: KVArena, paths: Sequence[list[Segment]], with_features: bool) -> None:
         self.arena = arena
         self.with_features = with_features
-        self.rows = len(paths)
+        self.lane = torch.tensor([p[-1].lane for p in paths])  # [C] lane of each row
         self.slots: list[list[int]] = [[] for _ in paths]
         self.next_position = torch.tensor([p[-1].end_position + 1 for p in paths])
-        self.visible = torch.zeros(self.rows, arena.length + 8 * self.rows, dtype=torch.bool)
+        self.visible = torch.zeros(len(paths), arena.length + 8 * len(paths), dtype=torch.bool)
         for row, path in enumerate(paths):
             self.visible[row, torch.tensor([slot for s in path for slot in s.slots])] = True
 
     def forward_rows(self, row_ids: list[int], tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        arena, count = self.arena, len(row_ids)
-        first = arena.length
-        self._reserve(first + count)
+        arena, first = self.arena, self.arena.length
         rows = torch.tensor(row_ids)
-        self.visible[rows, torch.arange(first, first + count)] = True
-        mask = arena._additive(self.visible[rows, : first + count])
+        lanes, column = self._columns(rows)
+        width = int(column.max()) + 1
+        self._reserve(first + width)
+        self.visible[rows, first + column] = True
+        lane_count = len(arena.lane_roots)
+        visible = torch.zeros(lane_count, width, first + width, dtype=torch.bool)
+        visible[:, torch.arange(width), first + torch.arange(width)] = True  # padding sees itself
+        visible[lanes, column] = self.visible[rows, : first + width]
+        ids = torch.full((lane_count, width), PAD_TOKEN, dtype=torch.long)
+        ids[lanes, column] = torch.tensor(tokens)
+        positions = torch.zeros(lane_count, width, dtype=torch.long)
+        positions[lanes, column] = self.next_position[rows]
         device = arena.model.device
-        logits, features = arena.model(
-            torch.tensor([tokens], device=device), position_ids=self.next_position[rows][None].to(device),
-            attention_mask=mask, cache=arena.cache, with_features=self.with_features,
-        )
-        arena._grow(count)
+        logits, features = arena.model(ids.to(device), position_ids=positions.to(device),
+                                       attention_mask=arena._additive(visible), cache=arena.cache,
+                                       with_features=self.with_features)
+        arena._grow(width, len(row_ids))
         self.next_position[rows] += 1
-        for offset, row in enumerate(row_ids):
-            self.slots[row].append(first + offset)
-        return logits[0], (features[0] if features is not None else None)
+        for row, col in zip(row_ids, column.tolist()):
+            self.slots[row].append(first + col)
+        return logits[lanes, column], (features[lanes, column] if features is not None else None)
+
+    def _columns(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's lane, and its column within that lane's queries (rank among them)."""
+        lanes = self.lane[rows]
+        column = torch.zeros_like(lanes)
+        seen: dict[int, int] = {}
+        for i, lane in enumerate(lanes.tolist()):
+            column[i] = seen.get(lane, 0)
+            seen[lane] = int(column[i]) + 1
+        return lanes, column
 
     def row_slots(self, row: int) -> list[int]:
         return self.slots[row]
 
     def _reserve(self, width: int) -> None:
         if width > self.visible.shape[1]:
-            grown = torch.zeros(self.rows, max(width, 2 * self.visible.shape[1]), dtype=torch.bool)
+            grown = torch.zeros(self.visible.shape[0], max(width, 2 * self.visible.shape[1]), dtype=torch.bool)
             grown[:, : self.visible.shape[1]] = self.visible
             self.visible = grown
 

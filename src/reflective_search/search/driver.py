@@ -11,6 +11,7 @@ from typing import Sequence
 
 from reflective_search.interface import ExpandCall, Expander, Expansion
 from reflective_search.search.common import SearchGenerator, SearchOutcome
+from reflective_search.tree import ROOT
 
 
 def run_searches(searches: Sequence[SearchGenerator], expander: Expander) -> list[SearchOutcome]:
@@ -24,6 +25,8 @@ def run_searches(searches: Sequence[SearchGenerator], expander: Expander) -> lis
             results = _expand_together([pending[i] for i in batch], expander)
             for index, expansions in zip(batch, results):
                 _advance(index, searches[index], expansions, pending, outcomes)
+                if outcomes[index] is not None:  # finished: its whole tree's KV may go
+                    expander.release([outcomes[index].tree.token_path(ROOT)])
     return outcomes  # type: ignore[return-value]
 
 

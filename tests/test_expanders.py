@@ -141,3 +141,51 @@ def test_eos_ends_a_step_and_is_excluded_from_text(tiny_llama):
     finally:
         handle.remove()
     assert step.tokens == (eos,) and step.text == "" and step.end is StepEnd.EOS
+
+
+def test_each_tree_gets_its_own_lane_and_a_finished_tree_frees_it(tiny_llama):
+    expander = SharedKVExpander(tiny_llama)
+    requests = uneven_requests(tiny_llama)
+    expander.expand(requests, GREEDY)
+    assert len(expander.arena.lane_roots) == 2  # two prompts, two lanes
+    expander.release([requests[0].path[:1]])  # the first problem's search is over
+    third = ExpandRequest((tuple(tiny_llama.encode_prompt("A third problem")),), 2, seed=9)
+    expander.expand([third], GREEDY)
+    assert len(expander.arena.lane_roots) == 2  # its lane was reused
+
+
+def test_compaction_keeps_results_exact(tiny_llama):
+    compacted, fresh = SharedKVExpander(tiny_llama), SharedKVExpander(tiny_llama)
+    requests = uneven_requests(tiny_llama)
+    first = compacted.expand(requests, GREEDY)
+    fresh.expand(requests, GREEDY)
+    before = compacted.arena.length
+    compacted.arena._compact()  # drops padding and duplicate slots, renumbers every segment
+    assert compacted.arena.length < before
+    deeper = [ExpandRequest(r.path + (e.children[0].tokens,), 2, seed=30) for r, e in zip(requests, first)]
+    a, b = compacted.expand(deeper, GREEDY), fresh.expand(deeper, GREEDY)
+    for x, y in zip(a, b):
+        for cx, cy in zip(x.children, y.children):
+            assert cx.tokens == cy.tokens and cx.score == pytest.approx(cy.score, abs=1e-5)
+
+
+def test_shared_expander_refuses_attention_without_tree_masks(tiny_llama):
+    tiny_llama.backbone.config._attn_implementation = "flash_attention_2"
+    try:
+        with pytest.raises(ConfigError, match="needs attention that takes 4D tree masks.*set expander: reference"):
+            SharedKVExpander(tiny_llama)
+    finally:
+        tiny_llama.backbone.config._attn_implementation = "sdpa"
+
+
+def test_eager_attention_gives_the_same_children(tiny_qwen):
+    requests = uneven_requests(tiny_qwen)
+    sdpa = SharedKVExpander(tiny_qwen).expand(requests, GREEDY)
+    tiny_qwen.backbone.config._attn_implementation = "eager"
+    try:
+        eager = SharedKVExpander(tiny_qwen).expand(requests, GREEDY)
+    finally:
+        tiny_qwen.backbone.config._attn_implementation = "sdpa"
+    for x, y in zip(sdpa, eager):
+        assert [c.tokens for c in x.children] == [c.tokens for c in y.children]
+        assert [c.logprob for c in x.children] == pytest.approx([c.logprob for c in y.children], abs=1e-4)

@@ -6,6 +6,9 @@ of 32 tokens (8 leaves, 64 tokens below the prompt); 4 children per leaf; 32 new
 per child, greedy. Strategies: (a) HF ``generate`` once per child from its full text,
 (b) one padded batched recompute of all children (the reference expander), (c) the
 shared-KV expander from a cold cache (it computes the prompt and the leaves too).
+
+Times are CPU seconds of this process (``time.process_time``) with one torch thread, so
+other load on a shared machine does not skew the ratios.
 """
 
 from __future__ import annotations
@@ -61,9 +64,9 @@ def time_median(fn, repeats: int) -> tuple[float, object]:
     fn()  # warm-up
     times, result = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         result = fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times), result
 
 

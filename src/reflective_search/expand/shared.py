@@ -29,6 +29,9 @@ from reflective_search.interface import ExpandRequest, Expansion, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
 
 
+TREE_MASK_ATTENTION = ("sdpa", "eager")  # flash-attention-2 takes only 2D padding masks
+
+
 class SharedKVExpander:
     """Expands many nodes per model call with KV shared across the whole tree.
 
@@ -41,6 +44,12 @@ class SharedKVExpander:
     """
 
     def __init__(self, model: ReflectiveModel, kv_budget_tokens: int | None = None, score: bool = True) -> None:
+        attention = getattr(model.backbone.config, "_attn_implementation", "sdpa")
+        if attention not in TREE_MASK_ATTENTION:
+            raise ConfigError(
+                f"the shared expander needs attention that takes 4D tree masks (sdpa or eager), but the model "
+                f"uses {attention!r}: load it with attn_implementation='sdpa', or set expander: reference"
+            )
         self.model = model
         self.arena = KVArena(model, kv_budget_tokens)
         self.score = score

@@ -119,6 +119,20 @@ def _check_head_keys(state: dict, path: Path) -> dict[str, torch.Tensor]:
     return {k: state[k] for k in HEAD_KEYS}
 
 
+def pick_attention(requested: str | None, device) -> str:
+    """The attention kernel, chosen at run time: ``auto`` takes flash-attention-2 only on
+    CUDA with the optional ``flash_attn`` package (never imported at module level), else
+    SDPA. Note the shared-KV expander needs SDPA or eager (its tree masks are 4D)."""
+    if requested not in (None, "auto"):
+        return requested
+    if requested == "auto" and torch.device(device).type == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+    return "sdpa"
+
+
 def _load_tokenizer(directory: Path):
     """The saved tokenizer as saved: AutoTokenizer would swap a plain tokenizers-library
     tokenizer for the model type's own class (e.g. Qwen2Tokenizer), which pre-tokenizes
@@ -139,7 +153,7 @@ def _load_backbone(directory: Path, dtype, device, attn_implementation):
         raise ModelError(f"{directory} has no config.json: the backbone files are missing")
     try:
         backbone = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
+            directory, dtype=dtype, attn_implementation=pick_attention(attn_implementation, device)
         )
         tokenizer = _load_tokenizer(directory)
     except (OSError, ValueError) as exc:

@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from reflective_search.facade import ReflectiveSearch
 
     torch.set_num_threads(1)
+    from reflective_search.model.reflective import check_problem
+
+    check_problem(args.problem)  # refuse bad input before loading a model
     config = load_search_config(args.config)
     if args.method:
         config = config.replace(method=args.method)

@@ -88,11 +88,12 @@ def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], u
     rows = make_rows(requests, units)
     logits, features = first_logits, first_features
     active = list(range(len(rows)))
+    eos = model.eos_token_ids
     for position in range(sampling.max_step_tokens):
         tokens, logps = sample_tokens(logits, [rows[i] for i in active], sampling)
         for slot, row_id in enumerate(active):
             feature = features[slot] if features is not None else None
-            _append(model, rows[row_id], tokens[slot], logps[slot], feature, sampling, position)
+            _append(model, eos, rows[row_id], tokens[slot], logps[slot], feature, sampling, position)
         still = [(row_id, tokens[slot]) for slot, row_id in enumerate(active) if rows[row_id].end is None]
         if not still:
             break
@@ -106,12 +107,13 @@ def decode_cost(children: Sequence[ChildStep]) -> int:
     return sum(len(child.tokens) - 1 for child in children)
 
 
-def _append(model: ReflectiveModel, row: ChildRow, token: int, logp: float, feature: torch.Tensor | None,
-            sampling: SamplingConfig, position: int) -> None:
+def _append(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: int, logp: float,
+            feature: torch.Tensor | None, sampling: SamplingConfig, position: int) -> None:
+    """Record a sampled token and decide whether the row's step has ended."""
     row.tokens.append(token)
     row.features.append(feature)
     row.logprob += logp
-    if token in model.eos_token_ids:
+    if token in eos:
         row.end = StepEnd.EOS
     elif model.boundary.may_end[token] and (hit := model.boundary.find(model.decode(row.tokens))) is not None:
         row.end, row.delimiter_char = StepEnd.DELIMITER, hit[0]

@@ -97,7 +97,9 @@ class ReflectiveModel(nn.Module):
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
-        ids = self.backbone.generation_config.eos_token_id if self.backbone.generation_config else None
+        """Tokens that end a trajectory (the generation config's, else the tokenizer's)."""
+        generation = getattr(self.backbone, "generation_config", None)
+        ids = generation.eos_token_id if generation is not None else None
         ids = ids if ids is not None else self.tokenizer.eos_token_id
         if ids is None:
             return frozenset()
@@ -114,7 +116,7 @@ class ReflectiveModel(nn.Module):
 
     def format_prompt(self, problem: str) -> str:
         """The exact text the search feeds the model for ``problem``."""
-        _check_problem(problem)
+        check_problem(problem)
         if self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None):
             messages = [{"role": "user", "content": problem}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -189,7 +191,7 @@ class ReflectiveModel(nn.Module):
         return self.score_features(features[0, positions]).tolist()
 
 
-def _check_problem(problem: object) -> None:
+def check_problem(problem: object) -> None:
     if not isinstance(problem, str):
         raise ProblemError(f"a problem must be a string, got {type(problem).__name__}")
     if not problem.strip():

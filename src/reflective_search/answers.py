@@ -8,6 +8,7 @@ threads); otherwise a normalised string / number comparison.
 
 from __future__ import annotations
 
+import logging
 import re
 from fractions import Fraction
 
@@ -72,6 +73,8 @@ def _math_verify_equal(a: str, b: str) -> bool:
         from math_verify import parse, verify
     except ImportError:
         return False
+    # With its timeouts off (we call it from threads), math-verify warns on every call.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
     try:
         gold = parse(_as_latex(a), parsing_timeout=None)
         guess = parse(_as_latex(b), parsing_timeout=None)

@@ -17,17 +17,23 @@ def main(argv: list[str] | None = None) -> int:
     tree = sub.add_parser("tree", help="numba vs Python PUCT selection + backup")
     tree.add_argument("--nodes", type=int, default=100_000)
     tree.add_argument("--repeats", type=int, default=3)
-    for p in (expander, tree):
+    methods = sub.add_parser("methods", help="what each search method costs (tokens, seconds)")
+    methods.add_argument("--model", help="a model folder or shipped name (default: the shipped model)")
+    for p in (expander, tree, methods):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
     if args.which == "expander":
         from reflective_search.bench.expander import run_expander_bench
 
         result = run_expander_bench(device=args.device, repeats=args.repeats, prompt_tokens=args.prompt_tokens)
-    else:
+    elif args.which == "tree":
         from reflective_search.bench.tree import run_tree_bench
 
         result = run_tree_bench(nodes=args.nodes, repeats=args.repeats)
+    else:
+        from reflective_search.bench.methods import run_methods_bench
+
+        result = run_methods_bench(args.model)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -1,0 +1,41 @@
+"""What each search method costs on one model: tokens sampled, tokens forwarded, seconds.
+
+Every method runs through the same engine on the same problems, with both expanders, so
+the forwarded-token column shows what KV sharing saves at equal generated tokens.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from reflective_search.facade import ReflectiveSearch
+
+METHODS = ("greedy", "majority", "best_of_n", "beam", "mcts")
+PROBLEMS = ("Numbers: 3 7 8. Target: 29.", "Numbers: 2 5 9. Target: 19.", "Numbers: 4 4 6. Target: 40.",
+            "Numbers: 1 6 9. Target: 15.")
+OVERRIDES = {"sampling": {"max_step_tokens": 24, "max_steps": 6, "temperature": 1.0},
+             "budget": {"tokens": 800}, "best_of_n": {"n": 8}, "majority": {"n": 8}}
+
+
+def run_methods_bench(model_name: str | None = None) -> dict:
+    from reflective_search.default_model import load_default_model
+
+    torch.set_num_threads(1)
+    model = load_default_model(model_name)
+    rows = {}
+    for method in METHODS:
+        for expander in ("shared", "reference"):
+            search = ReflectiveSearch(model, {"method": method, "expander": expander, **OVERRIDES})
+            search.solve(PROBLEMS[0])  # warm-up: compiles the tree kernels, fills allocator caches
+            start = time.process_time()
+            solutions = search.solve_batch(list(PROBLEMS))
+            seconds = time.process_time() - start
+            rows[f"{method}/{expander}"] = {
+                "generated_tokens": sum(s.stats.generated_tokens for s in solutions) / len(PROBLEMS),
+                "forwarded_tokens": sum(s.stats.forwarded_tokens for s in solutions) / len(PROBLEMS),
+                "expansions": sum(s.stats.expansions for s in solutions) / len(PROBLEMS),
+                "cpu_seconds_per_problem": round(seconds / len(PROBLEMS), 3),
+            }
+    return {"model_parameters": model.num_parameters, "problems": len(PROBLEMS), "methods": rows}

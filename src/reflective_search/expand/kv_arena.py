@@ -28,10 +28,9 @@ from typing import Sequence
 
 import torch
 
+from reflective_search.expand.tree_attention import PAD_TOKEN, Decoder, PrefillPlan
 from reflective_search.interface import TokenIds, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
-
-PAD_TOKEN = 0  # fed in padding query slots; its output is never read
 
 
 @dataclass(slots=True, eq=False)
@@ -153,7 +152,7 @@ class KVArena:
         Returns last-position logits [R, V], features [R, H] (or None) and, per path, the
         tokens it was charged for (a token shared by two paths is charged to the first).
         """
-        plan = _PrefillPlan(self.length, len(self.lane_roots))
+        plan = PrefillPlan(self.length, len(self.lane_roots))
         for index, path in enumerate(paths):
             plan.add_path(index, path)
         width = plan.width
@@ -166,34 +165,21 @@ class KVArena:
         rows = sorted({row for _, row in plan.outputs})
         keep = torch.tensor(rows, device=device)
         logits, features = self.model(ids.to(device), position_ids=positions.to(device),
-                                      attention_mask=self._prefill_mask(plan), cache=self.cache,
+                                      attention_mask=self.additive_mask(plan.visibility(self.length)), cache=self.cache,
                                       logits_to_keep=keep, with_features=with_features)
         plan.commit()
-        self._grow(width, plan.real_tokens)
+        self.grow(width, plan.real_tokens)
         lanes = torch.tensor([lane for lane, _ in plan.outputs])
         out_rows = torch.tensor([row for _, row in plan.outputs])
         picked = logits[lanes, torch.tensor([rows.index(r) for r in out_rows.tolist()])]
         last_features = features[lanes, out_rows] if features is not None else None
         return picked, last_features, plan.cost
 
-    def _prefill_mask(self, plan: "_PrefillPlan") -> torch.Tensor:
-        """[L, 1, Q, S+Q] additive mask: each new token sees its ancestors and itself."""
-        q = plan.width
-        visible = torch.zeros(len(self.lane_roots), q, self.length + q, dtype=torch.bool)
-        visible[:, torch.arange(q), self.length + torch.arange(q)] = True  # everyone sees itself
-        for lane, lane_plan in enumerate(plan.lanes):
-            for rows, ancestors, own, first_index in lane_plan.blocks:
-                if ancestors:
-                    visible[lane, rows[0] : rows[-1] + 1, torch.tensor(ancestors)] = True
-                tri = torch.ones(len(rows), len(own), dtype=torch.bool).tril(diagonal=first_index)
-                visible[lane, rows[0] : rows[-1] + 1, torch.tensor(own)] = tri
-        return self._additive(visible)
-
-    def decoder(self, paths: Sequence[list[Segment]], with_features: bool) -> "_Decoder":
+    def decoder(self, paths: Sequence[list[Segment]], with_features: bool) -> Decoder:
         """A stepper for one child row per path (paths already computed). Mutates on use."""
-        return _Decoder(self, paths, with_features)
+        return Decoder(self, paths, with_features)
 
-    def _additive(self, visible: torch.Tensor) -> torch.Tensor:
+    def additive_mask(self, visible: torch.Tensor) -> torch.Tensor:
         """Boolean [L, Q, K] visibility -> additive float mask [L, 1, Q, K]."""
         mask = torch.zeros(visible.shape, dtype=self._dtype, device=self.model.device)
         return mask.masked_fill_(~visible.to(self.model.device), self._neg)[:, None]
@@ -202,7 +188,8 @@ class KVArena:
     def _dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _grow(self, width: int, real_tokens: int) -> None:
+    def grow(self, width: int, real_tokens: int) -> None:
+        """Account for ``width`` slots just appended to every lane. Mutates counters."""
         self.length += width
         self.computed_tokens += real_tokens
         self.peak_slots = max(self.peak_slots, self.length * len(self.lane_roots))
@@ -263,142 +250,6 @@ class KVArena:
             segment.lane = new_lane[segment.lane]
         self.lane_roots = [self.lane_roots[lane] for lane in live_lanes]
         self.length = width
-
-
-@dataclass(slots=True)
-class _LanePlan:
-    ids: list[int] = field(default_factory=list)  # new tokens fed in this lane
-    positions: list[int] = field(default_factory=list)  # their positions
-    blocks: list[tuple] = field(default_factory=list)  # (rows, ancestor slots, own slots, first index)
-
-
-class _PrefillPlan:
-    """Which tokens a prefill feeds, where they land in their lane, and what each sees."""
-
-    def __init__(self, first_slot: int, lanes: int) -> None:
-        self.first_slot = first_slot
-        self.lanes = [_LanePlan() for _ in range(lanes)]
-        self.outputs: list[tuple[int, int]] = []  # (lane, query row) of each path's last position
-        self.cost: list[int] = []  # tokens charged to each path
-        self._planned: dict[int, list[int]] = {}  # id(segment) -> full planned slot list
-        self._rows: dict[int, list[int]] = {}  # id(segment) -> query rows of its new tokens
-        self._segments: dict[int, Segment] = {}
-
-    @property
-    def width(self) -> int:
-        return max(len(lane.ids) for lane in self.lanes)
-
-    @property
-    def real_tokens(self) -> int:
-        return sum(len(lane.ids) for lane in self.lanes)
-
-    def slots_of(self, segment: Segment) -> list[int]:
-        return self._planned.get(id(segment), segment.slots)
-
-    def add_path(self, index: int, path: list[Segment]) -> None:
-        charged = 0
-        for depth, segment in enumerate(path):
-            if id(segment) not in self._planned and not segment.complete:
-                charged += self._schedule(segment, path[:depth])
-        leaf = path[-1]
-        rows = self._rows.get(id(leaf))
-        if rows:
-            self.outputs.append((leaf.lane, rows[-1]))
-        else:  # nothing new on this path: re-feed its last token to get its logits again
-            charged += 1
-            self.outputs.append((leaf.lane, self._scratch(path)))
-        self.cost.append(charged)
-
-    def _schedule(self, segment: Segment, ancestors: list[Segment]) -> int:
-        lane = self.lanes[segment.lane]
-        first_index = len(segment.slots)
-        new = segment.tokens[first_index:]
-        rows = list(range(len(lane.ids), len(lane.ids) + len(new)))
-        planned = segment.slots + [self.first_slot + row for row in rows]
-        lane.ids += new
-        lane.positions += [segment.start + first_index + i for i in range(len(new))]
-        ancestor_slots = [slot for a in ancestors for slot in self.slots_of(a)]
-        lane.blocks.append((rows, ancestor_slots, planned, first_index))
-        self._planned[id(segment)], self._rows[id(segment)] = planned, rows
-        self._segments[id(segment)] = segment
-        return len(new)
-
-    def _scratch(self, path: list[Segment]) -> int:
-        """A garbage copy of the path's last token, seeing the path without that token."""
-        leaf = path[-1]
-        lane = self.lanes[leaf.lane]
-        row = len(lane.ids)
-        lane.ids.append(leaf.tokens[-1])
-        lane.positions.append(leaf.end_position)
-        visible = [slot for s in path for slot in self.slots_of(s)][:-1]
-        lane.blocks.append(([row], visible, [self.first_slot + row], 0))
-        return row
-
-    def commit(self) -> None:
-        for key, segment in self._segments.items():
-            segment.slots = self._planned[key]
-
-
-class _Decoder:
-    """Feeds one token per active child row; each row sees its path and its own tokens.
-
-    Rows are grouped by lane; each forward is [lanes, Q] with Q the most active rows in
-    any lane, the rest padding.
-    """
-
-    def __init__(self, arena: KVArena, paths: Sequence[list[Segment]], with_features: bool) -> None:
-        self.arena = arena
-        self.with_features = with_features
-        self.lane = torch.tensor([p[-1].lane for p in paths])  # [C] lane of each row
-        self.slots: list[list[int]] = [[] for _ in paths]
-        self.next_position = torch.tensor([p[-1].end_position + 1 for p in paths])
-        self.visible = torch.zeros(len(paths), arena.length + 8 * len(paths), dtype=torch.bool)
-        for row, path in enumerate(paths):
-            self.visible[row, torch.tensor([slot for s in path for slot in s.slots])] = True
-
-    def forward_rows(self, row_ids: list[int], tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        arena, first = self.arena, self.arena.length
-        rows = torch.tensor(row_ids)
-        lanes, column = self._columns(rows)
-        width = int(column.max()) + 1
-        self._reserve(first + width)
-        self.visible[rows, first + column] = True
-        lane_count = len(arena.lane_roots)
-        visible = torch.zeros(lane_count, width, first + width, dtype=torch.bool)
-        visible[:, torch.arange(width), first + torch.arange(width)] = True  # padding sees itself
-        visible[lanes, column] = self.visible[rows, : first + width]
-        ids = torch.full((lane_count, width), PAD_TOKEN, dtype=torch.long)
-        ids[lanes, column] = torch.tensor(tokens)
-        positions = torch.zeros(lane_count, width, dtype=torch.long)
-        positions[lanes, column] = self.next_position[rows]
-        device = arena.model.device
-        logits, features = arena.model(ids.to(device), position_ids=positions.to(device),
-                                       attention_mask=arena._additive(visible), cache=arena.cache,
-                                       with_features=self.with_features)
-        arena._grow(width, len(row_ids))
-        self.next_position[rows] += 1
-        for row, col in zip(row_ids, column.tolist()):
-            self.slots[row].append(first + col)
-        return logits[lanes, column], (features[lanes, column] if features is not None else None)
-
-    def _columns(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's lane, and its column within that lane's queries (rank among them)."""
-        lanes = self.lane[rows]
-        column = torch.zeros_like(lanes)
-        seen: dict[int, int] = {}
-        for i, lane in enumerate(lanes.tolist()):
-            column[i] = seen.get(lane, 0)
-            seen[lane] = int(column[i]) + 1
-        return lanes, column
-
-    def row_slots(self, row: int) -> list[int]:
-        return self.slots[row]
-
-    def _reserve(self, width: int) -> None:
-        if width > self.visible.shape[1]:
-            grown = torch.zeros(self.visible.shape[0], max(width, 2 * self.visible.shape[1]), dtype=torch.bool)
-            grown[:, : self.visible.shape[1]] = self.visible
-            self.visible = grown
 
 
 def _bytes_per_token(model: ReflectiveModel) -> int:

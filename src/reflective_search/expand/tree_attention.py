@@ -1,0 +1,165 @@
+"""Tree attention over the arena's lanes: what a prefill feeds and what each query sees,
+and the per-token decoder for child rows. Pure planning plus one forward per call; the
+arena (``kv_arena``) owns the cache, the segments and the memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+if TYPE_CHECKING:
+    from reflective_search.expand.kv_arena import KVArena, Segment
+
+PAD_TOKEN = 0  # fed in padding query slots; its output is never read
+
+
+@dataclass(slots=True)
+class LanePlan:
+    ids: list[int] = field(default_factory=list)  # new tokens fed in this lane
+    positions: list[int] = field(default_factory=list)  # their positions
+    blocks: list[tuple] = field(default_factory=list)  # (rows, ancestor slots, own slots, first index)
+
+
+class PrefillPlan:
+    """Which tokens a prefill feeds, where they land in their lane, and what each sees."""
+
+    def __init__(self, first_slot: int, lanes: int) -> None:
+        self.first_slot = first_slot
+        self.lanes = [LanePlan() for _ in range(lanes)]
+        self.outputs: list[tuple[int, int]] = []  # (lane, query row) of each path's last position
+        self.cost: list[int] = []  # tokens charged to each path
+        self._planned: dict[int, list[int]] = {}  # id(segment) -> full planned slot list
+        self._rows: dict[int, list[int]] = {}  # id(segment) -> query rows of its new tokens
+        self._segments: dict[int, Segment] = {}
+
+    @property
+    def width(self) -> int:
+        return max(len(lane.ids) for lane in self.lanes)
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(len(lane.ids) for lane in self.lanes)
+
+    def visibility(self, length: int) -> torch.Tensor:
+        """[L, Q, S+Q] bool: each new token sees its ancestors and itself (padding: itself)."""
+        q = self.width
+        visible = torch.zeros(len(self.lanes), q, length + q, dtype=torch.bool)
+        visible[:, torch.arange(q), length + torch.arange(q)] = True
+        for lane, lane_plan in enumerate(self.lanes):
+            for rows, ancestors, own, first_index in lane_plan.blocks:
+                if ancestors:
+                    visible[lane, rows[0] : rows[-1] + 1, torch.tensor(ancestors)] = True
+                tri = torch.ones(len(rows), len(own), dtype=torch.bool).tril(diagonal=first_index)
+                visible[lane, rows[0] : rows[-1] + 1, torch.tensor(own)] = tri
+        return visible
+
+    def slots_of(self, segment: Segment) -> list[int]:
+        return self._planned.get(id(segment), segment.slots)
+
+    def add_path(self, index: int, path: list[Segment]) -> None:
+        charged = 0
+        for depth, segment in enumerate(path):
+            if id(segment) not in self._planned and not segment.complete:
+                charged += self._schedule(segment, path[:depth])
+        leaf = path[-1]
+        rows = self._rows.get(id(leaf))
+        if rows:
+            self.outputs.append((leaf.lane, rows[-1]))
+        else:  # nothing new on this path: re-feed its last token to get its logits again
+            charged += 1
+            self.outputs.append((leaf.lane, self._scratch(path)))
+        self.cost.append(charged)
+
+    def _schedule(self, segment: Segment, ancestors: list[Segment]) -> int:
+        lane = self.lanes[segment.lane]
+        first_index = len(segment.slots)
+        new = segment.tokens[first_index:]
+        rows = list(range(len(lane.ids), len(lane.ids) + len(new)))
+        planned = segment.slots + [self.first_slot + row for row in rows]
+        lane.ids += new
+        lane.positions += [segment.start + first_index + i for i in range(len(new))]
+        ancestor_slots = [slot for a in ancestors for slot in self.slots_of(a)]
+        lane.blocks.append((rows, ancestor_slots, planned, first_index))
+        self._planned[id(segment)], self._rows[id(segment)] = planned, rows
+        self._segments[id(segment)] = segment
+        return len(new)
+
+    def _scratch(self, path: list[Segment]) -> int:
+        """A garbage copy of the path's last token, seeing the path without that token."""
+        leaf = path[-1]
+        lane = self.lanes[leaf.lane]
+        row = len(lane.ids)
+        lane.ids.append(leaf.tokens[-1])
+        lane.positions.append(leaf.end_position)
+        visible = [slot for s in path for slot in self.slots_of(s)][:-1]
+        lane.blocks.append(([row], visible, [self.first_slot + row], 0))
+        return row
+
+    def commit(self) -> None:
+        for key, segment in self._segments.items():
+            segment.slots = self._planned[key]
+
+
+class Decoder:
+    """Feeds one token per active child row; each row sees its path and its own tokens.
+
+    Rows are grouped by lane; each forward is [lanes, Q] with Q the most active rows in
+    any lane, the rest padding.
+    """
+
+    def __init__(self, arena: KVArena, paths: Sequence[list[Segment]], with_features: bool) -> None:
+        self.arena = arena
+        self.with_features = with_features
+        self.lane = torch.tensor([p[-1].lane for p in paths])  # [C] lane of each row
+        self.slots: list[list[int]] = [[] for _ in paths]
+        self.next_position = torch.tensor([p[-1].end_position + 1 for p in paths])
+        self.visible = torch.zeros(len(paths), arena.length + 8 * len(paths), dtype=torch.bool)
+        for row, path in enumerate(paths):
+            self.visible[row, torch.tensor([slot for s in path for slot in s.slots])] = True
+
+    def forward_rows(self, row_ids: list[int], tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        arena, first = self.arena, self.arena.length
+        rows = torch.tensor(row_ids)
+        lanes, column = self._columns(rows)
+        width = int(column.max()) + 1
+        self._reserve(first + width)
+        self.visible[rows, first + column] = True
+        lane_count = len(arena.lane_roots)
+        visible = torch.zeros(lane_count, width, first + width, dtype=torch.bool)
+        visible[:, torch.arange(width), first + torch.arange(width)] = True  # padding sees itself
+        visible[lanes, column] = self.visible[rows, : first + width]
+        ids = torch.full((lane_count, width), PAD_TOKEN, dtype=torch.long)
+        ids[lanes, column] = torch.tensor(tokens)
+        positions = torch.zeros(lane_count, width, dtype=torch.long)
+        positions[lanes, column] = self.next_position[rows]
+        device = arena.model.device
+        logits, features = arena.model(ids.to(device), position_ids=positions.to(device),
+                                       attention_mask=arena.additive_mask(visible), cache=arena.cache,
+                                       with_features=self.with_features)
+        arena.grow(width, len(row_ids))
+        self.next_position[rows] += 1
+        for row, col in zip(row_ids, column.tolist()):
+            self.slots[row].append(first + col)
+        return logits[lanes, column], (features[lanes, column] if features is not None else None)
+
+    def _columns(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's lane, and its column within that lane's queries (rank among them)."""
+        lanes = self.lane[rows]
+        column = torch.zeros_like(lanes)
+        seen: dict[int, int] = {}
+        for i, lane in enumerate(lanes.tolist()):
+            column[i] = seen.get(lane, 0)
+            seen[lane] = int(column[i]) + 1
+        return lanes, column
+
+    def row_slots(self, row: int) -> list[int]:
+        return self.slots[row]
+
+    def _reserve(self, width: int) -> None:
+        if width > self.visible.shape[1]:
+            grown = torch.zeros(self.visible.shape[0], max(width, 2 * self.visible.shape[1]), dtype=torch.bool)
+            grown[:, : self.visible.shape[1]] = self.visible
+            self.visible = grown

@@ -15,6 +15,7 @@ from reflective_search.errors import ReflectiveSearchError
 
 COMMAND_MODULES = (
     "reflective_search.commands.solve",
+    "reflective_search.commands.viz",
 )
 
 

@@ -80,7 +80,7 @@ class Tree:
         """Double the arrays that are too small (amortised O(1) appends)."""
         if nodes > len(self.parent):
             new = max(nodes, 2 * len(self.parent))
-            for name in _NODE_ARRAYS:
+            for name in NODE_ARRAYS:
                 old = getattr(self, name)
                 grown = np.full(new, _FILL.get(name, 0), old.dtype)
                 grown[: len(old)] = old
@@ -164,8 +164,32 @@ class Tree:
 
         return tree_to_networkx(self)
 
+    def to_dot(self, path: str | None = None) -> str:
+        """Graphviz DOT text (also written to ``path`` when given)."""
+        from reflective_search.viz.export import tree_to_dot
 
-_NODE_ARRAYS = (
+        return tree_to_dot(self, path)
+
+    def to_html(self, path: str, title: str | None = None) -> str:
+        """Write the offline interactive viewer (one self-contained HTML file); returns ``path``."""
+        from reflective_search.viz.html import tree_to_html
+
+        return tree_to_html(self, path, title=title)
+
+    def to_png(self, path: str, **options) -> str:
+        """Draw the tree with matplotlib (options: see ``viz.png.trees_to_image``); returns ``path``."""
+        from reflective_search.viz.png import tree_to_image
+
+        return tree_to_image(self, path, image_format="png", **options)
+
+    def to_svg(self, path: str, **options) -> str:
+        """Like ``to_png``, as SVG."""
+        from reflective_search.viz.png import tree_to_image
+
+        return tree_to_image(self, path, image_format="svg", **options)
+
+
+NODE_ARRAYS = (
     "parent", "depth", "first_child", "num_children", "visits", "value_sum", "value_max",
     "in_flight", "prior", "score", "logprob", "terminal", "end", "token_start", "token_len",
 )

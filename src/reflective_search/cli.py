@@ -15,6 +15,8 @@ from reflective_search.errors import ReflectiveSearchError
 
 COMMAND_MODULES = (
     "reflective_search.commands.solve",
+    "reflective_search.commands.run",
+    "reflective_search.commands.report",
     "reflective_search.commands.viz",
 )
 

@@ -178,7 +178,7 @@ def config_from_dict(data: Mapping[str, Any], cls: type = SearchConfig, prefix: 
     for key, value in data.items():
         where = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown key {where!r}{_did_you_mean(str(key), names)}; valid keys: {', '.join(names)}")
+            raise ConfigError(f"unknown key {where!r}{did_you_mean(str(key), names)}; valid keys: {', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], where)
     return cls(**kwargs)
 
@@ -196,7 +196,8 @@ def load_search_config(source: "SearchConfig | Mapping[str, Any] | str | Path | 
     return config_from_dict(source)
 
 
-def _did_you_mean(key: str, names: list[str]) -> str:
+def did_you_mean(key: str, names: list[str]) -> str:
+    """' (did you mean X?)' for the closest valid name, or '' when none is close."""
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -151,6 +151,9 @@ def _load_backbone(directory: Path, dtype, device, attn_implementation):
 
     if not (directory / "config.json").is_file():
         raise ModelError(f"{directory} has no config.json: the backbone files are missing")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load clutters stderr; errors stay one line
     try:
         backbone = AutoModelForCausalLM.from_pretrained(
             directory, dtype=dtype, attn_implementation=pick_attention(attn_implementation, device)

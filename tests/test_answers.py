@@ -35,3 +35,13 @@ def test_numeric_equality_across_forms():
 def test_symbolic_equality_through_math_verify():
     assert answers_equal("\\frac{1}{2}", "0.5")
     assert answers_equal("x+1", "1+x")
+
+
+def test_a_comma_is_a_thousands_separator_only_in_groups_of_three():
+    assert not answers_equal("1,2", "12")
+    assert answers_equal("12,345.5", "12345.5")
+
+
+def test_an_answer_label_with_nothing_after_it_is_not_final():
+    assert not is_final_step("So the Answer: ")
+    assert extract_answer("So the Answer: ") is None

@@ -74,3 +74,9 @@ def test_malformed_yaml_names_the_line(tmp_path):
 def test_replace_applies_dotted_overrides():
     config = SearchConfig().replace(**{"mcts.children": 2, "method": "beam"})
     assert (config.mcts.children, config.method, config.mcts.c_puct) == (2, "beam", 1.5)
+
+
+@pytest.mark.parametrize("value", [0, False, [], ""])
+def test_a_section_must_be_a_mapping_or_null(value):
+    with pytest.raises(ConfigError, match=r"^mcts: expected a mapping of keys"):
+        config_from_dict({"mcts": value})

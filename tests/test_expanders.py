@@ -92,15 +92,35 @@ def test_budget_is_never_exceeded_and_results_do_not_change(tiny_llama):
     assert bounded.computed_tokens > unbounded.computed_tokens  # evicted paths were recomputed
 
 
-def test_released_nodes_are_evicted_first(tiny_llama):
-    expander = SharedKVExpander(tiny_llama, kv_budget_tokens=60)
+def test_a_finished_tree_is_forgotten_under_a_budget(tiny_llama):
+    expander, unbounded = SharedKVExpander(tiny_llama, kv_budget_tokens=60), SharedKVExpander(tiny_llama)
     first, second = uneven_requests(tiny_llama)[0], uneven_requests(tiny_llama)[3]
-    expander.expand([first], GREEDY)
-    expander.expand([second], GREEDY)
-    expander.release([first.path])
-    expander.expand([ExpandRequest(second.path, 3, 5)], GREEDY)  # needs room
-    resident = {s.tokens: bool(s.slots) for s in expander.arena._segments.values()}
-    assert resident[first.path[0]] is False and resident[second.path[0]] is True
+    for request in (first, second):
+        expander.expand([request], GREEDY)
+        unbounded.expand([request], GREEDY)
+    expander.release([first.path])  # the first search is over
+    roots = {s.tokens for s in expander.arena._segments.values() if s.parent is None}
+    assert roots == {second.path[0]}
+    again = ExpandRequest(second.path, 3, 5)
+    assert [c.tokens for c in expander.expand([again], GREEDY)[0].children] == \
+        [c.tokens for c in unbounded.expand([again], GREEDY)[0].children]
+
+
+def test_released_node_is_evicted_before_older_ones(tiny_llama):
+    expander = SharedKVExpander(tiny_llama, kv_budget_tokens=200)
+    first, second = uneven_requests(tiny_llama)[0], uneven_requests(tiny_llama)[3]
+    children = expander.expand([first], GREEDY)[0].children
+    expander.expand([second], GREEDY)  # the first tree is now the least recently used
+    released_path = first.path + (children[1].tokens,)
+    expander.release([released_path])
+    arena = expander.arena
+    released = arena._lookup(released_path)
+    owned = sum(len(s.slots) for s in arena._segments.values())
+    pinned = arena.intern_path(second.path)
+    # ask for exactly the room the released node's KV frees: nothing else may go
+    arena.make_room([pinned], extra=arena.budget - owned + len(released.slots) - len(pinned))
+    assert released.slots == []
+    assert all(s.slots for s in arena._segments.values() if s is not released and s.tokens != children[1].tokens)
 
 
 def test_budget_too_small_for_one_path_is_refused(tiny_llama):
@@ -189,3 +209,19 @@ def test_eager_attention_gives_the_same_children(tiny_qwen):
     for x, y in zip(sdpa, eager):
         assert [c.tokens for c in x.children] == [c.tokens for c in y.children]
         assert [c.logprob for c in x.children] == pytest.approx([c.logprob for c in y.children], abs=1e-4)
+
+
+def test_a_forward_failing_part_way_leaves_a_working_expander(tiny_llama):
+    expander, fresh = SharedKVExpander(tiny_llama), SharedKVExpander(tiny_llama)
+    requests = uneven_requests(tiny_llama)
+    expander.expand(requests[:1], GREEDY)
+
+    def fail_once(module, args, kwargs):
+        handle.remove()
+        raise KeyboardInterrupt  # after layer 0 appended its KV, before layer 1 did
+
+    handle = tiny_llama.decoder_layers()[1].register_forward_pre_hook(fail_once, with_kwargs=True)
+    with pytest.raises(KeyboardInterrupt):
+        expander.expand(requests[1:], GREEDY)
+    got, expected = expander.expand(requests, GREEDY), fresh.expand(requests, GREEDY)
+    assert [[c.tokens for c in e.children] for e in got] == [[c.tokens for c in e.children] for e in expected]

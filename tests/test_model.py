@@ -137,3 +137,15 @@ def test_chat_template_formats_prompt_when_present(tiny_llama):
     finally:
         tokenizer.chat_template = None
     assert tiny_llama.format_prompt("hi") == "hi\n\n"
+
+
+def test_a_multibyte_delimiter_split_into_byte_tokens_can_end_a_step():
+    from reflective_search.model.steps import StepBoundary
+    from reflective_search.model.tokenizer import train_bpe_tokenizer
+
+    tokenizer = train_bpe_tokenizer(["1+1=2. 2+2=4."] * 5, vocab_size=270)
+    ids = tokenizer.encode("2\u3002", add_special_tokens=False)
+    assert len(ids) > 2  # the ideographic full stop is three byte tokens here
+    boundary = StepBoundary(tokenizer, ("\u3002",))
+    assert boundary.may_end[ids[-1]]
+    assert boundary.find(tokenizer.decode(ids)) == (1, 2)

@@ -83,3 +83,19 @@ def test_solve_batch_shares_expand_calls_across_problems():
     solutions = search.solve_batch(["first", "second", "third"])
     assert len(expander.calls) == 1 and len(expander.calls[0]) == 3
     assert [s.answer for s in solutions] == ["1", "1", "1"]
+
+
+def test_a_failing_search_releases_every_unfinished_tree():
+    expander = BanditExpander({}, {})
+    original = expander.expand
+
+    def fail_on_second_call(requests, sampling):
+        if expander.calls:
+            raise RuntimeError("model broke")
+        return original(requests, sampling)
+
+    expander.expand = fail_on_second_call
+    search = ReflectiveSearch(NullModel(), {"method": "best_of_n", "best_of_n": {"n": 1}}, expander=expander)
+    with pytest.raises(RuntimeError, match="model broke"):
+        search.solve_batch(["first", "second"])
+    assert sorted(expander.released) == [(tuple(map(ord, p)),) for p in ("first", "second")]

@@ -12,8 +12,9 @@ import logging
 import re
 from fractions import Fraction
 
-_ANSWER = re.compile(r"Answer\s*:\s*(.+)")
+_ANSWER = re.compile(r"Answer\s*:[ \t]*(\S.*)")  # a label with nothing after it states nothing
 _BOXED = "\\boxed{"
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
 def extract_answer(text: str) -> str | None:
@@ -61,7 +62,9 @@ def _normalise(answer: str) -> str:
 
 
 def _as_number(answer: str) -> Fraction | None:
-    cleaned = answer.replace(",", "").replace("$", "").strip()
+    cleaned = answer.replace("$", "").strip()
+    if _THOUSANDS.match(cleaned):  # "1,000" is a number; "1,2" is a pair
+        cleaned = cleaned.replace(",", "")
     try:
         return Fraction(cleaned)
     except (ValueError, ZeroDivisionError):

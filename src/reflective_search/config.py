@@ -171,7 +171,7 @@ def set_dotted(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
 def config_from_dict(data: Mapping[str, Any], cls: type = SearchConfig, prefix: str = "") -> Any:
     """Build a (nested) config dataclass from a dict, refusing unknown keys and bad types."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls)]
     kwargs = {}
@@ -205,7 +205,7 @@ def did_you_mean(key: str, names: list[str]) -> str:
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check one value against its annotation; nested dataclasses recurse."""
     if dataclasses.is_dataclass(hint):
-        return config_from_dict(value or {}, hint, prefix=f"{where}.")
+        return config_from_dict({} if value is None else value, hint, prefix=f"{where}.")
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in allowed:

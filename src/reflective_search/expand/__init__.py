@@ -5,16 +5,24 @@ from __future__ import annotations
 from reflective_search.config import SearchConfig
 
 
-def make_expander(name: str, model, config: SearchConfig | None = None):
-    """The expander ``name`` ("shared" or "reference") over ``model``."""
-    config = config or SearchConfig()
-    if name == "reference":
-        from reflective_search.expand.reference import ReferenceExpander
+def _reference(model, config: SearchConfig):
+    from reflective_search.expand.reference import ReferenceExpander
 
-        return ReferenceExpander(model)
+    return ReferenceExpander(model)
+
+
+def _shared(model, config: SearchConfig):
     from reflective_search.expand.shared import SharedKVExpander
 
     return SharedKVExpander(model, kv_budget_tokens=config.expander_options.kv_budget_tokens)
 
 
-__all__ = ["make_expander"]
+EXPANDERS = {"reference": _reference, "shared": _shared}  # the names config.expander accepts
+
+
+def make_expander(name: str, model, config: SearchConfig | None = None):
+    """The expander ``name`` over ``model`` (imports torch only when built)."""
+    return EXPANDERS[name](model, config or SearchConfig())
+
+
+__all__ = ["EXPANDERS", "make_expander"]

@@ -115,7 +115,7 @@ class KVArena:
             if segment is None:
                 continue
             segment.released = True
-            if segment.parent is None and self.budget is None:
+            if segment.parent is None:
                 self._drop_tree(segment)
 
     def _lookup(self, path: TokenPath) -> Segment | None:
@@ -127,11 +127,16 @@ class KVArena:
         return segment
 
     def _drop_tree(self, root: Segment) -> None:
-        """Forget every segment of ``root``'s lane; its slots become garbage, the lane free."""
-        lane = root.lane
-        for key in [k for k, s in self._segments.items() if s.lane == lane]:
+        """Forget every segment of ``root``'s tree; its slots become garbage. Mutates.
+
+        Unbounded, the tree owns its lane, which becomes free. Under a budget all trees
+        share lane 0, which stays in use while any tree is left in it.
+        """
+        doomed = [key for key, s in self._segments.items() if _root_of(s) is root]
+        for key in doomed:
             del self._segments[key]
-        self.lane_roots[lane] = None
+        if self.budget is None or not self._segments:
+            self.lane_roots[root.lane] = None
 
     def adopt(self, parent: Segment, tokens: TokenIds, slots: list[int]) -> None:
         """File a decoded child's computed slots under ``parent``. Mutates the table."""
@@ -250,6 +255,12 @@ class KVArena:
             segment.lane = new_lane[segment.lane]
         self.lane_roots = [self.lane_roots[lane] for lane in live_lanes]
         self.length = width
+
+
+def _root_of(segment: Segment) -> Segment:
+    while segment.parent is not None:
+        segment = segment.parent
+    return segment
 
 
 def _bytes_per_token(model: ReflectiveModel) -> int:

@@ -62,8 +62,14 @@ class SharedKVExpander:
             paths = [self.arena.intern_path(r.path) for r in requests]
             steps: dict[Unit, object] = {}
             forwarded = [0] * len(requests)
-            for chunk in self._chunks(requests, paths, sampling):
-                self._round(requests, paths, chunk, sampling, steps, forwarded)
+            try:
+                for chunk in self._chunks(requests, paths, sampling):
+                    self._round(requests, paths, chunk, sampling, steps, forwarded)
+            except BaseException:
+                # A forward that failed part-way (out of memory, Ctrl-C, NaN scores) leaves
+                # layers of unequal length: start from an empty arena rather than a broken one.
+                self.arena = KVArena(self.model, self.arena.budget)
+                raise
             units = all_units(requests)
             children = group_by_request(requests, units, [steps[u] for u in units])
             return [Expansion(tuple(kids), forwarded[i] + decode_cost(kids)) for i, kids in enumerate(children)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -43,6 +44,10 @@ class ReflectiveModel(nn.Module):
         self.settings = settings
         self.boundary = StepBoundary(tokenizer, settings.delimiters)
         self._check_head_width()
+        # One hook for the model's life; each thread's forward collects into its own sink,
+        # so concurrent forwards (two solves in two threads) never see each other's states.
+        self._sinks = threading.local()
+        self.decoder_layers()[settings.feature_layer].register_forward_pre_hook(self._record_features, with_kwargs=True)
         self.eval()
 
     # -- construction ------------------------------------------------------------------
@@ -157,17 +162,18 @@ class ReflectiveModel(nn.Module):
 
     @contextlib.contextmanager
     def capture_features(self) -> Iterator[list[torch.Tensor]]:
-        """Record the input of the head's decoder layer during the enclosed forward."""
+        """Record the input of the head's decoder layer during the enclosed forward (this thread)."""
         captured: list[torch.Tensor] = []
-
-        def hook(module, args, kwargs):
-            captured.append(args[0] if args else kwargs["hidden_states"])
-
-        handle = self.decoder_layers()[self.settings.feature_layer].register_forward_pre_hook(hook, with_kwargs=True)
+        self._sinks.current = captured
         try:
             yield captured
         finally:
-            handle.remove()
+            self._sinks.current = None
+
+    def _record_features(self, module, args, kwargs) -> None:
+        sink = getattr(self._sinks, "current", None)
+        if sink is not None:
+            sink.append(args[0] if args else kwargs["hidden_states"])
 
     def score_features(self, features: torch.Tensor) -> torch.Tensor:
         """Step scores in [0, 1] (sigmoid of the head's logit) for features [..., H]."""

@@ -28,8 +28,9 @@ class StepBoundary:
 
     @staticmethod
     def _tokens_that_may_end(tokenizer, delimiters: tuple[str, ...]) -> np.ndarray:
-        """Tokens containing a delimiter's last character; only these can complete a step."""
-        last_chars = {d[-1] for d in delimiters}
+        """Tokens that may complete a step: those containing a delimiter's last character, or
+        (byte-level vocabularies) a lone piece of a multi-byte character, which decodes to U+FFFD."""
+        last_chars = {d[-1] for d in delimiters} | ({"\ufffd"} if any(ord(d[-1]) > 127 for d in delimiters) else set())
         size = len(tokenizer)
         may_end = np.zeros(size, np.bool_)
         for token_id in range(size):

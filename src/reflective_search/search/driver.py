@@ -15,18 +15,23 @@ from reflective_search.tree import ROOT
 
 
 def run_searches(searches: Sequence[SearchGenerator], expander: Expander) -> list[SearchOutcome]:
+    """Drive every search to its end; each finished tree's KV is released at once, and on
+    failure every unfinished tree's too (so a dead search cannot pin memory)."""
     outcomes: list[SearchOutcome | None] = [None] * len(searches)
     pending: dict[int, ExpandCall] = {}
-    for index, search in enumerate(searches):
-        _advance(index, search, None, pending, outcomes)
-    while pending:
-        for sampling in list(dict.fromkeys(call.sampling for call in pending.values())):
-            batch = [i for i, call in pending.items() if call.sampling == sampling]
-            results = _expand_together([pending[i] for i in batch], expander)
-            for index, expansions in zip(batch, results):
-                _advance(index, searches[index], expansions, pending, outcomes)
-                if outcomes[index] is not None:  # finished: its whole tree's KV may go
-                    expander.release([outcomes[index].tree.token_path(ROOT)])
+    try:
+        for index, search in enumerate(searches):
+            _advance(index, search, None, pending, outcomes, expander)
+        while pending:
+            for sampling in list(dict.fromkeys(call.sampling for call in pending.values())):
+                batch = [i for i, call in pending.items() if call.sampling == sampling]
+                results = _expand_together([pending[i] for i in batch], expander)
+                for index, expansions in zip(batch, results):
+                    _advance(index, searches[index], expansions, pending, outcomes, expander)
+    finally:
+        unfinished = [call.requests[0].path[:1] for call in pending.values() if call.requests]
+        if unfinished:
+            expander.release(unfinished)
     return outcomes  # type: ignore[return-value]
 
 
@@ -43,10 +48,17 @@ def _expand_together(calls: list[ExpandCall], expander: Expander) -> list[list[E
     return split
 
 
-def _advance(index: int, search: SearchGenerator, sent, pending: dict, outcomes: list) -> None:
-    """Send a search its results; record its next call, or its outcome if it finished."""
-    pending.pop(index, None)
+def _advance(index: int, search: SearchGenerator, sent, pending: dict, outcomes: list, expander: Expander) -> None:
+    """Send a search its results; record its next call, or its outcome if it finished.
+
+    If the search raises, its previous call stays pending so that the caller's cleanup
+    releases its tree.
+    """
     try:
-        pending[index] = search.send(sent)
+        call = search.send(sent)
     except StopIteration as stop:
+        pending.pop(index, None)
         outcomes[index] = stop.value
+        expander.release([stop.value.tree.token_path(ROOT)])  # finished: its whole tree's KV may go
+        return
+    pending[index] = call

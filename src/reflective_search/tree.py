@@ -32,8 +32,11 @@ class Tree:
         self.visits = np.zeros(capacity, np.int32)  # [N] backups through this node
         self.value_sum = np.zeros(capacity, np.float64)  # [N] sum of backed-up values
         self.value_max = np.zeros(capacity, np.float64)  # [N] best backed-up value
-        self.in_flight = np.zeros(capacity, np.float64)  # [N] virtual loss during a selection
-        self.prior = np.zeros(capacity, np.float64)  # [N] policy prior among siblings
+        # [N] visits plus virtual loss in flight: the one count PUCT reads (equal to ``visits``
+        # outside a selection). Keeping it apart saves the hot loop a load per child.
+        self.effective_visits = np.zeros(capacity, np.float64)
+        self.prior = np.zeros(capacity, np.float32)  # [N] policy prior among siblings (float32: the
+        # selection kernel is memory-bound on big trees)
         self.score = np.zeros(capacity, np.float64)  # [N] SPRM score of the node's step
         self.logprob = np.zeros(capacity, np.float64)  # [N] summed log p of the step's tokens
         self.terminal = np.zeros(capacity, np.bool_)  # [N] no expansion below this node
@@ -191,6 +194,6 @@ class Tree:
 
 NODE_ARRAYS = (
     "parent", "depth", "first_child", "num_children", "visits", "value_sum", "value_max",
-    "in_flight", "prior", "score", "logprob", "terminal", "end", "token_start", "token_len",
+    "effective_visits", "prior", "score", "logprob", "terminal", "end", "token_start", "token_len",
 )
 _FILL = {"parent": NO_PARENT, "first_child": NO_NODE}

@@ -16,7 +16,7 @@ import numpy as np
 from reflective_search.interface import ChildStep, StepEnd
 from reflective_search.tree import Tree
 from reflective_search.tree_ops import (
-    HAVE_NUMBA, backup_batch, backup_batch_nb, backup_batch_py, numba, select_leaves_nb, select_leaves_py,
+    HAVE_NUMBA, _compiled, backup_batch, backup_batch_nb, backup_batch_py, select_leaves_nb, select_leaves_py,
 )
 
 BATCH, FAN_OUT, C_PUCT = 16, 4, 1.5
@@ -40,8 +40,8 @@ def grow_tree(nodes: int, seed: int = 0) -> Tree:
 
 
 def _select(kernel, tree: Tree, out: np.ndarray) -> np.ndarray:
-    return kernel(tree.first_child, tree.num_children, tree.parent, tree.visits, tree.value_sum, tree.value_max,
-                  tree.in_flight, tree.prior, tree.terminal, BATCH, C_PUCT, False, 1.0, out)
+    return kernel(tree.first_child, tree.num_children, tree.parent, tree.visits, tree.effective_visits,
+                  tree.value_sum, tree.value_max, tree.prior, tree.terminal, BATCH, C_PUCT, False, 1.0, out)
 
 
 def sims_per_second(tree: Tree, select, backup, seconds: float) -> float:
@@ -50,32 +50,30 @@ def sims_per_second(tree: Tree, select, backup, seconds: float) -> float:
     rounds, start = 0, time.process_time()
     while time.process_time() - start < seconds:
         leaves = _select(select, tree, out)
-        backup(tree.parent, tree.visits, tree.value_sum, tree.value_max, leaves, values)
+        backup(tree.parent, tree.visits, tree.effective_visits, tree.value_sum, tree.value_max, leaves, values)
         rounds += 1
     return rounds * BATCH / (time.process_time() - start)
 
 
-def _rounds(rounds, first_child, num_children, parent, visits, value_sum, value_max, in_flight, prior,
+def _rounds(rounds, first_child, num_children, parent, visits, effective_visits, value_sum, value_max, prior,
             terminal, out, values):
     """``rounds`` x (select 16 leaves with virtual loss, back each up): the kernels alone."""
     for _ in range(rounds):
-        select(first_child, num_children, parent, visits, value_sum, value_max, in_flight, prior, terminal,
+        select(first_child, num_children, parent, visits, effective_visits, value_sum, value_max, prior, terminal,
                BATCH, C_PUCT, False, 1.0, out)
-        back(parent, visits, value_sum, value_max, out, values)
+        back(parent, visits, effective_visits, value_sum, value_max, out, values)
 
 
 # The same loop twice: calling the compiled kernels from compiled code, and the Python ones.
 _rounds_py = type(_rounds)(_rounds.__code__, dict(_rounds.__globals__, select=select_leaves_py, back=backup_batch_py))
-_rounds_nb = (numba.njit(type(_rounds)(_rounds.__code__, dict(_rounds.__globals__, select=select_leaves_nb,
-                                                                     back=backup_batch_nb)))
-              if HAVE_NUMBA else _rounds_py)
+_rounds_nb = _compiled(_rounds, select=select_leaves_nb, back=backup_batch_nb) if HAVE_NUMBA else _rounds_py
 
 
 def kernel_sims_per_second(tree: Tree, loop, seconds: float) -> float:
     """Sims/s with the round loop itself in ``loop`` (no Python call per round)."""
     out, values = np.zeros(BATCH, np.int32), np.full(BATCH, 0.5)
-    arrays = (tree.first_child, tree.num_children, tree.parent, tree.visits, tree.value_sum, tree.value_max,
-              tree.in_flight, tree.prior, tree.terminal, out, values)
+    arrays = (tree.first_child, tree.num_children, tree.parent, tree.visits, tree.effective_visits,
+              tree.value_sum, tree.value_max, tree.prior, tree.terminal, out, values)
     done, rounds, start = 0, 1, time.process_time()
     while time.process_time() - start < seconds:
         loop(rounds, *arrays)

@@ -159,7 +159,10 @@ def _load_backbone(directory: Path, dtype, device, attn_implementation):
             directory, dtype=dtype, attn_implementation=pick_attention(attn_implementation, device)
         )
         tokenizer = _load_tokenizer(directory)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # transformers and safetensors raise many kinds for broken files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{directory}: the backbone or tokenizer cannot be loaded ({first_line})") from None
+        raise ModelError(
+            f"{directory}: the backbone or tokenizer files are corrupted or incomplete ({first_line}): "
+            "re-save the model (or reinstall the package for a shipped one)"
+        ) from None
     return backbone.to(device).eval(), tokenizer

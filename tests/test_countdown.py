@@ -289,3 +289,42 @@ def test_task_prompt_contains_problem_text():
         "Use each number exactly once with + - * / to reach the target. "
         "Work one operation per step.\nNumbers: 3 7 8. Target: 29.\n\n"
     )
+
+
+def test_solve_random_finds_valid_and_varied_solutions():
+    from reflective_search.tasks.countdown import solve_random
+
+    problem = CountdownProblem((2, 3, 4), 9)
+    rng = random.Random(0)
+    texts = {solution_text(problem, solve_random(problem.numbers, 9, rng)) for _ in range(40)}
+    assert all(check_answer(problem, text) and all(label_steps(problem, text)) for text in texts)
+    assert len(texts) >= 3  # 3+2 then +4, 4+2 then +3, 4+3 then +2 (and more), not only solve()'s path
+
+
+def test_solve_random_returns_none_when_unreachable():
+    from reflective_search.tasks.countdown import solve_random
+
+    assert solve_random((1, 1), 5, random.Random(0)) is None
+
+
+def test_draw_problem_is_reproducible_and_solvable():
+    from reflective_search.tasks.countdown import draw_problem
+
+    first = [draw_problem(random.Random(3), Difficulty(count=4)) for _ in range(2)]
+    assert first[0] == first[1] and is_reachable(first[0].numbers, first[0].target)
+
+
+@pytest.mark.parametrize(
+    ("problem", "response", "expected"),
+    [
+        ("Numbers: 3 7 8. Target: 29.", GOOD, "solved"),
+        ("Numbers: 3 7 8. Target: 29.", "7*3=21, left 8 21.\n\n", "not solved: the response states no 'Answer:'"),
+        ("Numbers: 3 7 8. Target: 29.", "Answer: 7*8-3.\n\n", "not solved: the answer does not make 29 from 3 7 8"),
+        ("What is 2+2?", "Answer: 4.\n\n",
+         "not solved: not a Countdown problem (expected e.g. 'Numbers: 3 7 8. Target: 29.')"),
+    ],
+)
+def test_verdict_says_solved_or_why_not(problem, response, expected):
+    from reflective_search.tasks.countdown import verdict
+
+    assert verdict(problem, response) == expected

@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "reflective_search.commands.solve",
     "reflective_search.commands.run",
     "reflective_search.commands.report",
+    "reflective_search.commands.train",
+    "reflective_search.commands.evaluate",
     "reflective_search.commands.viz",
 )
 

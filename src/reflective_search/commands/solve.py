@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     stats = solution.stats
     result = {
         "answer": solution.answer, "score": round(solution.score, 4), "method": solution.method,
+        "verdict": _verdict(args, solution.text),
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
     }
@@ -45,6 +46,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"answer: {solution.answer}\nscore: {result['score']}\nmethod: {solution.method}")
+        if result["verdict"]:
+            print(f"verdict: {result['verdict']}")
         print(f"compute: {stats.generated_tokens} generated tokens, {stats.forwarded_tokens} forwarded, "
               f"{stats.expansions} expansions, {result['seconds']} s")
     return 0
+
+
+def _verdict(args: argparse.Namespace, response: str) -> str | None:
+    """The built-in task's verdict, for Countdown problems or the default (Countdown) model."""
+    from reflective_search.tasks.countdown import CountdownProblem, verdict
+
+    if args.model is None or CountdownProblem.parse(args.problem) is not None:
+        return verdict(args.problem, response)
+    return None

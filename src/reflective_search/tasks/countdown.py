@@ -402,6 +402,41 @@ def label_steps(problem: CountdownProblem, response_text: str) -> list[bool]:
     return labels
 
 
+def solve_random(numbers, target: int, rng: random.Random) -> list[Operation] | None:
+    """One solution path drawn uniformly move by move among moves that keep the target reachable.
+
+    Training the policy on these (rather than on ``solve``'s first path) teaches it every
+    useful first move, so sampled trajectories differ and search has alternatives to rank.
+
+    Args:
+        numbers: the available numbers (a multiset).
+        target: the value to reach.
+        rng: source of randomness.
+    Returns:
+        Operations combining all numbers into ``target``, or None if impossible.
+    """
+    nums = tuple(sorted(numbers))
+    if not is_reachable(nums, target):
+        return None
+    path: list[Operation] = []
+    while len(nums) > 1:
+        operation, nums = rng.choice([(o, n) for o, n in _moves(nums) if target in _reach(n)])
+        path.append(operation)
+    return path
+
+
+def draw_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> CountdownProblem:
+    """One random solvable problem (repeats across calls are possible)."""
+    while (problem := _draw(rng, difficulty)) is None:
+        pass
+    return problem
+
+
+def problem_key(problem: CountdownProblem) -> tuple:
+    """Identity for distinctness: order of the numbers does not matter."""
+    return _key(problem)
+
+
 def _draw(rng: random.Random, d: Difficulty) -> CountdownProblem | None:
     """One random problem with a reachable in-range target, or None if the draw has none."""
     nums = tuple(rng.randint(d.low, d.high) for _ in range(d.count))
@@ -479,3 +514,22 @@ class CountdownTask:
             difficulty_options["count"] = difficulty_options.pop("num_numbers")
         problems = generate_problems(count, seed, Difficulty(**difficulty_options))
         return [{"problem": p.text, "answer": p.target} for p in problems]
+
+
+def verdict(problem_text: str, response_text: str) -> str:
+    """A one-line human verdict on a response: ``solved`` or ``not solved: why`` (never raises).
+
+    Args:
+        problem_text: the problem as posed (any text).
+        response_text: the model's response.
+    Returns:
+        ``"solved"``, or ``"not solved: ..."`` naming the reason.
+    """
+    problem = CountdownProblem.parse(problem_text)
+    if problem is None:
+        return "not solved: not a Countdown problem (expected e.g. 'Numbers: 3 7 8. Target: 29.')"
+    if extract_expression(response_text) is None:
+        return "not solved: the response states no 'Answer:'"
+    if not check_answer(problem, response_text):
+        return f"not solved: the answer does not make {problem.target} from {' '.join(map(str, problem.numbers))}"
+    return "solved"

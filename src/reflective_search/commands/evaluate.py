@@ -1,0 +1,187 @@
+"""``reflective-search evaluate calibrate|heads|search``: the Countdown numbers, rerunnable.
+
+    reflective-search evaluate calibrate --model runs/policy            # validation split
+    reflective-search evaluate heads --model A --model B --split valid  # SPRM quality, same samples
+    reflective-search evaluate search --out runs/eval                   # the 500 held-out problems
+
+Each prints a table and the JSON it also writes (``--out``); ``search`` also draws a PNG of
+accuracy against generated tokens per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="measure the Countdown policy, its SPRM head and the searches")
+    which = parser.add_subparsers(dest="which", required=True)
+    calibrate = which.add_parser("calibrate", help="the policy alone on the validation split")
+    calibrate.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
+    heads = which.add_parser("heads", help="SPRM quality of one or more models on the same samples")
+    heads.add_argument("--split", choices=["valid", "eval"], default="valid")
+    heads.add_argument("--temperature", type=float, default=1.0)
+    heads.add_argument("--trajectories", help="a JSONL of samples to score: reused if it exists, else written")
+    search = which.add_parser("search", help="greedy, Best-of-N variants, self-consistency and MCTS")
+    search.add_argument("--temperature", type=float, default=1.0)
+    search.add_argument("--split", choices=["valid", "eval"], default="eval")
+    search.add_argument("--mcts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="MCTS overrides, e.g. budget.tokens=400 mcts.children=2")
+    search.add_argument("--skip-mcts", action="store_true", help="only greedy and Best-of-N")
+    for sub in (calibrate, heads, search):
+        sub.add_argument("--model", action="append", help="saved model directory or shipped name "
+                         "(default: the shipped model); heads takes several")
+        sub.add_argument("--numbers", type=int, nargs="+", default=[3], help="number counts to evaluate")
+        sub.add_argument("--problems", type=int, default=None, help="problems per number count (default: all)")
+        sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
+        sub.add_argument("--out", help="directory for the JSON (and PNG) results")
+        sub.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    results = {"calibrate": _calibrate, "heads": _heads, "search": _search}[args.which](args)
+    print(json.dumps(results, indent=1, default=_jsonable))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"{args.which}.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
+    return 0
+
+
+def _jsonable(value):
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def _models(args) -> list:
+    from reflective_search.default_model import load_default_model
+
+    return [load_default_model(name) for name in (args.model or [None])]
+
+
+def _problems(split: str, count: int, n: int | None):
+    from reflective_search.train.data import EVAL_COUNT, VALID_COUNT, eval_problems, valid_problems
+
+    if split == "eval":
+        return eval_problems(count, n or EVAL_COUNT)
+    return valid_problems(count, n or VALID_COUNT)
+
+
+def _calibrate(args) -> dict:
+    from reflective_search.train.evaluate import calibrate
+
+    model = _models(args)[0]
+    out = {}
+    for count in args.numbers:
+        row = calibrate(model, _problems("valid", count, args.problems), args.temperatures, args.samples)
+        out[f"{count} numbers"] = row
+        cells = [f"greedy {row['greedy']:.3f}"] + [
+            f"{key}: sample {v['per_sample']:.3f} pass@{args.samples} {v[f'pass@{args.samples}']:.3f} "
+            f"SC {v['self_consistency']:.3f} good steps {v['positive_steps']:.3f}"
+            for key, v in row.items() if key.startswith("T=")]
+        print(f"{count} numbers | " + " | ".join(cells))
+    return out
+
+
+def _heads(args) -> dict:
+    """Every model's head scores the same samples (drawn once, by the first model's policy)."""
+    from reflective_search.train.evaluate import mean_logprobs, score_trajectories, with_logprobs
+    from reflective_search.train.metrics import best_of_n_accuracy, head_summary, logprob_score, trajectory_auc
+
+    models, out = _models(args), {}
+    for count in args.numbers:
+        problems = _problems(args.split, count, args.problems)
+        index = {p: i for i, p in enumerate(problems)}
+        trajectories = _head_samples(models[0], problems, args, count)
+        logprobs = mean_logprobs(models[0], trajectories)
+        for name, model in zip(args.model or ["shipped"], models):
+            records = with_logprobs(score_trajectories(model, trajectories, index), logprobs)
+            summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
+                       "best_of_n_logprob": best_of_n_accuracy(records, logprob_score)}
+            out[f"{count} numbers | {name}"] = summary
+            print(f"{count} numbers | {name} | trajectory AUC {summary['trajectory_auc']:.3f} (policy log-prob "
+                  f"{summary['trajectory_auc_logprob']:.3f}) | step AUC min over positions "
+                  f"{summary['step_auc_min_position']:.3f} | by position {_fmt(summary['step_auc_by_position'])} | "
+                  f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f})")
+    return out
+
+
+def _head_samples(model, problems, args, count: int):
+    from reflective_search.train.sprm import load_trajectories, sample_trajectories, save_trajectories
+
+    path = Path(f"{args.trajectories}.{count}") if args.trajectories and len(args.numbers) > 1 else \
+        (Path(args.trajectories) if args.trajectories else None)
+    if path is not None and path.is_file():
+        return load_trajectories(model, path)
+    trajectories = sample_trajectories(model, problems, args.samples, args.temperature, seed=1)
+    if path is not None:
+        save_trajectories(trajectories, path)
+    return trajectories
+
+
+def _fmt(by_position: dict) -> str:
+    return " ".join(f"{k}:{v:.3f}" for k, v in by_position.items())
+
+
+def _search(args) -> dict:
+    from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_result
+
+    model, out = _models(args)[0], {}
+    for count in args.numbers:
+        problems = _problems(args.split, count, args.problems)
+        greedy = greedy_result(model, problems)
+        report, _ = best_of_n_report(model, problems, args.samples, args.temperature)
+        row = {"greedy": greedy.as_dict(), **report}
+        if not args.skip_mcts:
+            overrides = {"sampling.temperature": args.temperature, **dict(_parse_override(o) for o in args.mcts)}
+            row["mcts"] = {**mcts_result(model, problems, overrides).as_dict(), "overrides": overrides}
+        out[f"{count} numbers"] = row
+        _print_search_table(count, row)
+    if args.out:
+        _plot(out, Path(args.out) / "search.png")
+    return out
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    import yaml
+
+    from reflective_search.errors import ConfigError
+
+    if "=" not in text:
+        raise ConfigError(f"--mcts {text!r}: expected KEY=VALUE, e.g. budget.tokens=400")
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
+def _print_search_table(count: int, row: dict) -> None:
+    print(f"\n{count} numbers: method | accuracy | generated tokens / problem | s / problem")
+    for method, result in row.items():
+        if isinstance(result, dict) and "accuracy" in result:
+            print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")
+    print(f"  pass@N {row.get('pass@8', math.nan)}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "
+          f"logprob {row['trajectory_auc_logprob']:.3f}  step AUC by position {_fmt(row['step_auc_by_position'])}")
+
+
+def _plot(out: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for label, row in out.items():
+        points = [(r["tokens"], r["accuracy"], m) for m, r in row.items() if isinstance(r, dict) and "tokens" in r]
+        axes.scatter([p[0] for p in points], [p[1] for p in points], label=label)
+        for x, y, method in points:
+            axes.annotate(method, (x, y), fontsize=7)
+    axes.set_xlabel("generated tokens per problem")
+    axes.set_ylabel("accuracy")
+    axes.set_xscale("log")
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)

@@ -1,0 +1,1 @@
+"""Training the shipped Countdown model: the policy from solver solutions, then its SPRM head."""

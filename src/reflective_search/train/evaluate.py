@@ -1,0 +1,180 @@
+"""The Countdown evaluation: calibration, head quality, and search methods through the engine.
+
+* ``calibrate``: the policy alone (greedy accuracy, per-sample accuracy and pass@N at
+  several temperatures, the fraction of truly good steps) on the *validation* split.
+* ``head_report``: SPRM quality on N offline samples per problem (trajectory and
+  per-position step ROC-AUC, Best-of-N by the head).
+* ``search_report``: greedy, Best-of-8 by SPRM / by mean log-probability, self-consistency
+  over final expressions (all three from the same Best-of-8 trees) and MCTS, through
+  ``ReflectiveSearch`` exactly as users run it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from reflective_search.model.reflective import ReflectiveModel
+from reflective_search.tasks.countdown import CountdownProblem, check_answer, extract_expression, label_steps
+from reflective_search.train import metrics
+from reflective_search.train.metrics import Scored
+from reflective_search.train.sprm import Trajectory, frozen_features, sample_trajectories
+
+SEARCH_BASE = {  # sampling limits that fit Countdown (a step is < 32 characters, <= 4 ops + answer)
+    "sampling.max_step_tokens": 32,
+    "sampling.max_steps": 6,
+}
+
+
+def normalised_expression(response: str) -> str | None:
+    expression = extract_expression(response)
+    return None if expression is None else "".join(expression.split())
+
+
+# -- records from offline samples and from search trees ---------------------------------------
+
+
+def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory],
+                       problem_index: dict[CountdownProblem, int]) -> list[Scored]:
+    """Head scores for offline trajectories (one batched forward), as ``Scored`` records."""
+    features, _, owners, _ = frozen_features(model, trajectories)
+    with torch.no_grad():
+        scores = model.score_features(features).tolist()
+    per_trajectory: list[list[float]] = [[] for _ in trajectories]
+    for owner, score in zip(owners.tolist(), scores):
+        per_trajectory[owner].append(score)
+    return [
+        Scored(problem_index[t.problem], tuple(s), tuple(label_steps(t.problem, t.response)), math.nan,
+               normalised_expression(t.response), t.correct)
+        for t, s in zip(trajectories, per_trajectory)
+    ]
+
+
+@torch.no_grad()
+def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 256) -> list[float]:
+    """The policy's mean log-probability per response token (temperature 1) of each trajectory."""
+    from reflective_search.train.sprm import make_step_batch
+
+    out = []
+    for first in range(0, len(trajectories), batch_size):
+        chunk = trajectories[first: first + batch_size]
+        batch = make_step_batch(model, chunk)
+        logits, _ = model(batch.input_ids, attention_mask=batch.attention_mask, with_features=False)
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+        for row, t in enumerate(chunk):
+            start, end = len(t.prompt_ids) - 1, len(t.prompt_ids) + len(t.response_ids) - 1
+            out.append(float(logp[row, start:end].mean()) if end > start else math.nan)
+    return out
+
+
+def with_logprobs(records: Sequence[Scored], logprobs: Sequence[float]) -> list[Scored]:
+    import dataclasses
+
+    return [dataclasses.replace(r, mean_logprob=lp) for r, lp in zip(records, logprobs)]
+
+
+def tree_records(problem: CountdownProblem, index: int, tree) -> list[Scored]:
+    """One record per finished trajectory of a search tree."""
+    out = []
+    for leaf in [n for n in tree.leaves() if n != 0]:
+        path = tree.path(leaf)[1:]
+        text = tree.response_text(leaf)
+        tokens = sum(int(tree.token_len[n]) for n in path)
+        logprob = sum(float(tree.logprob[n]) for n in path) / max(tokens, 1)
+        out.append(Scored(index, tuple(tree.step_scores(leaf)), tuple(label_steps(problem, text)), logprob,
+                          normalised_expression(text), check_answer(problem, text)))
+    return out
+
+
+# -- calibration ------------------------------------------------------------------------------------
+
+
+def calibrate(model: ReflectiveModel, problems: Sequence[CountdownProblem], temperatures: Sequence[float],
+              samples: int = 8, seed: int = 0) -> dict[str, Any]:
+    """The policy's accuracy profile on ``problems`` (use the validation split)."""
+    index = {p: i for i, p in enumerate(problems)}
+    greedy = sample_trajectories(model, problems, 1, 0.0, seed=seed)
+    row: dict[str, Any] = {"greedy": sum(t.correct for t in greedy) / len(greedy)}
+    for temperature in temperatures:
+        sampled = sample_trajectories(model, problems, samples, temperature, seed=seed)
+        records = [Scored(index[t.problem], (), tuple(label_steps(t.problem, t.response)), math.nan,
+                          normalised_expression(t.response), t.correct) for t in sampled]
+        row[f"T={temperature}"] = {
+            "per_sample": metrics.sample_accuracy(records),
+            f"pass@{samples}": metrics.pass_at_n(records),
+            "self_consistency": metrics.self_consistency_accuracy(records),
+            "positive_steps": metrics.positive_step_fraction(records),
+        }
+    return row
+
+
+# -- search through the engine ------------------------------------------------------------------
+
+
+def run_search(model: ReflectiveModel, problems: Sequence[CountdownProblem], overrides: dict[str, Any],
+               chunk: int = 32, log=sys.stderr):
+    """Solutions for every problem, in chunks that share model calls."""
+    from reflective_search.facade import ReflectiveSearch
+
+    from reflective_search.config import SearchConfig
+
+    search = ReflectiveSearch(model, SearchConfig().replace(**{**SEARCH_BASE, **overrides}))
+    solutions, start = [], time.perf_counter()
+    for first in range(0, len(problems), chunk):
+        solutions += search.solve_batch([p.text for p in problems[first: first + chunk]])
+        print(f"  {overrides.get('method')}: {len(solutions)}/{len(problems)} {time.perf_counter() - start:.0f}s",
+              file=log, flush=True)
+    return solutions
+
+
+@dataclass(frozen=True, slots=True)
+class MethodResult:
+    accuracy: float  # fraction of problems whose chosen answer checks out
+    tokens: float  # mean generated tokens per problem
+    seconds: float  # mean wall seconds per problem
+
+    def as_dict(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "tokens": self.tokens, "seconds": self.seconds}
+
+
+def method_result(problems: Sequence[CountdownProblem], solutions, correct: Sequence[bool] | None = None) -> MethodResult:
+    correct = correct if correct is not None else [check_answer(p, s.text) for p, s in zip(problems, solutions)]
+    n = len(problems)
+    return MethodResult(sum(correct) / n, sum(s.stats.generated_tokens for s in solutions) / n,
+                        sum(s.stats.seconds for s in solutions) / n)
+
+
+def best_of_n_report(model: ReflectiveModel, problems: Sequence[CountdownProblem], n: int, temperature: float,
+                     chunk: int = 32) -> tuple[dict[str, Any], list[Scored]]:
+    """Best-of-N by SPRM (the engine's pick), by mean log-probability and self-consistency, from one run."""
+    overrides = {"method": "best_of_n", "best_of_n.n": n, "sampling.temperature": temperature}
+    solutions = run_search(model, problems, overrides, chunk)
+    records = [r for i, (p, s) in enumerate(zip(problems, solutions)) for r in tree_records(p, i, s.tree)]
+    engine = method_result(problems, solutions)
+    report = {
+        f"best_of_{n}_sprm": engine.as_dict(),
+        f"best_of_{n}_logprob": {**engine.as_dict(), "accuracy": metrics.best_of_n_accuracy(records, metrics.logprob_score)},
+        f"self_consistency_{n}": {**engine.as_dict(), "accuracy": metrics.self_consistency_accuracy(records)},
+        f"pass@{n}": metrics.pass_at_n(records),
+        "per_sample": metrics.sample_accuracy(records),
+        "trajectory_auc_sprm": metrics.trajectory_auc(records, metrics.sprm_score),
+        "trajectory_auc_logprob": metrics.trajectory_auc(records, metrics.logprob_score),
+        "step_auc_by_position": metrics.step_auc_by_position(records),
+        "positive_steps": metrics.positive_step_fraction(records),
+    }
+    return report, records
+
+
+def mcts_result(model: ReflectiveModel, problems: Sequence[CountdownProblem], overrides: dict[str, Any],
+                chunk: int = 16) -> MethodResult:
+    solutions = run_search(model, problems, {"method": "mcts", **overrides}, chunk)
+    return method_result(problems, solutions)
+
+
+def greedy_result(model: ReflectiveModel, problems: Sequence[CountdownProblem], chunk: int = 64) -> MethodResult:
+    return method_result(problems, run_search(model, problems, {"method": "greedy"}, chunk))

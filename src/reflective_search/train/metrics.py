@@ -1,0 +1,130 @@
+"""Metrics over scored trajectories: ROC-AUC, Best-of-N picks, self-consistency, per-position step AUC.
+
+Pure Python and numpy (no torch): the evaluation fills ``Scored`` records from search trees
+or from offline sampling, and everything here reads only those records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from reflective_search.aggregate import geometric
+
+MIN_CLASS = 10  # a step position needs this many steps of each class for its AUC to be reported
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    problem: int  # index of the problem the trajectory answers
+    step_scores: tuple[float, ...]  # SPRM score of each step
+    step_labels: tuple[bool, ...]  # true step labels (evaluation only), one per step
+    mean_logprob: float  # the policy's mean log-probability per token (nan if unknown)
+    expression: str | None  # the final answer expression, whitespace removed (None: none stated)
+    correct: bool  # whether the final answer checks out
+
+
+def sprm_score(record: Scored) -> float:
+    """Trajectory score: geometric mean of the step scores (MetaStone-S1's default)."""
+    return geometric(record.step_scores)
+
+
+def logprob_score(record: Scored) -> float:
+    return record.mean_logprob
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve (ties count half); nan when a class is missing."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    start = 0
+    for end in range(1, len(scores) + 1):  # average ranks over runs of equal scores
+        if end == len(scores) or sorted_scores[end] != sorted_scores[start]:
+            ranks[order[start:end]] = (start + end - 1) / 2 + 1
+            start = end
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def by_problem(records: Sequence[Scored]) -> list[list[Scored]]:
+    groups: dict[int, list[Scored]] = defaultdict(list)
+    for record in records:
+        groups[record.problem].append(record)
+    return [groups[key] for key in sorted(groups)]
+
+
+def best_of_n_accuracy(records: Sequence[Scored], key: Callable[[Scored], float]) -> float:
+    """Accuracy when each problem's trajectory with the highest ``key`` is chosen (stated answers first)."""
+    groups = by_problem(records)
+    picks = [max(group, key=lambda r: (r.expression is not None, key(r))) for group in groups]
+    return sum(p.correct for p in picks) / len(groups)
+
+
+def self_consistency_accuracy(records: Sequence[Scored]) -> float:
+    """Accuracy of the most frequent final expression per problem (first seen wins ties).
+
+    Every Countdown answer claims the target, so a vote over answer *values* is
+    meaningless; the vote is over the expressions themselves.
+    """
+    hits = 0
+    groups = by_problem(records)
+    for group in groups:
+        counts = Counter(r.expression for r in group if r.expression is not None)
+        if counts:
+            winner = max(counts, key=lambda e: (counts[e], -[r.expression for r in group].index(e)))
+            hits += next(r.correct for r in group if r.expression == winner)
+    return hits / len(groups)
+
+
+def pass_at_n(records: Sequence[Scored]) -> float:
+    groups = by_problem(records)
+    return sum(any(r.correct for r in group) for group in groups) / len(groups)
+
+
+def sample_accuracy(records: Sequence[Scored]) -> float:
+    return sum(r.correct for r in records) / len(records)
+
+
+def trajectory_auc(records: Sequence[Scored], key: Callable[[Scored], float]) -> float:
+    return roc_auc([key(r) for r in records], [r.correct for r in records])
+
+
+def step_auc_by_position(records: Sequence[Scored]) -> dict[int, float]:
+    """Step ROC-AUC against true step labels, separately for each step position (0 = first)."""
+    scores, labels = defaultdict(list), defaultdict(list)
+    for record in records:
+        for position, (score, label) in enumerate(zip(record.step_scores, record.step_labels)):
+            scores[position].append(score)
+            labels[position].append(label)
+    out = {}
+    for position in sorted(scores):
+        positives = sum(labels[position])
+        if min(positives, len(labels[position]) - positives) >= MIN_CLASS:
+            out[position] = roc_auc(scores[position], labels[position])
+    return out
+
+
+def positive_step_fraction(records: Sequence[Scored]) -> float:
+    labels = [label for r in records for label in r.step_labels]
+    return sum(labels) / max(len(labels), 1)
+
+
+def head_summary(records: Sequence[Scored]) -> dict[str, object]:
+    """The head's numbers on one set of trajectories (N samples per problem)."""
+    by_position = step_auc_by_position(records)
+    pooled = roc_auc([s for r in records for s in r.step_scores], [x for r in records for x in r.step_labels])
+    return {
+        "trajectory_auc": trajectory_auc(records, sprm_score),
+        "step_auc_pooled": pooled,
+        "step_auc_by_position": by_position,
+        "step_auc_min_position": min(by_position.values()) if by_position else math.nan,
+        "best_of_n": best_of_n_accuracy(records, sprm_score),
+    }

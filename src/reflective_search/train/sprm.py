@@ -1,0 +1,299 @@
+"""Train the SPRM head on the policy's own trajectories, labelled only by final correctness.
+
+1. Sample several trajectories per training problem from the policy (``sample_trajectories``).
+2. Label each by whether its final answer checks out; every step inherits that label.
+3. Read each step's feature exactly where inference reads it (``step_positions``: the state
+   that emits the delimiter's first token, as ``ReflectiveModel.score_steps`` does).
+4. Train the head with the SPR loss or plain class-balanced BCE, either on frozen features
+   or jointly with the backbone, whose gradient is scaled by ``backbone_scale`` (1e-4 in
+   MetaStone-S1), keeping the policy itself unchanged in the forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from reflective_search.model.head import build_head
+from reflective_search.model.reflective import ReflectiveModel
+from reflective_search.tasks.countdown import CountdownProblem, check_answer
+from reflective_search.train.losses import LOSSES
+
+
+@dataclass(frozen=True, slots=True)
+class Trajectory:
+    problem: CountdownProblem  # the problem it answers
+    prompt_ids: tuple[int, ...]  # model.encode_prompt(problem.text)
+    response_ids: tuple[int, ...]  # sampled tokens, end-of-sequence and padding removed
+    response: str  # decoded response text
+    correct: bool  # whether the final answer checks out (the only training label)
+
+
+@dataclass(frozen=True, slots=True)
+class HeadConfig:
+    loss: str = "spr"  # spr | bce
+    backbone_scale: float = 0.0  # gradient scale reaching the backbone (0: frozen features; paper 1e-4)
+    epochs: int = 30  # passes over the training trajectories (joint training: 1 is already slow on CPU)
+    batch_size: int = 128  # trajectories per step
+    learning_rate: float = 1e-3  # head AdamW learning rate
+    backbone_learning_rate: float = 1e-4  # backbone AdamW learning rate (joint training only)
+    weight_decay: float = 0.01  # head AdamW weight decay (paper: 1e-2)
+    feature_layer: int = -1  # decoder layer whose input the head reads (-1: the last, as MetaStone-S1)
+    policy_weight: float = 1.0  # joint training: weight of the policy loss on correct trajectories
+    seed: int = 0  # head init and batch order
+
+
+# -- 1. sampling -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_trajectories(model: ReflectiveModel, problems: Sequence[CountdownProblem], samples: int,
+                        temperature: float, top_p: float = 0.95, max_new_tokens: int = 160,
+                        batch_size: int = 256, seed: int = 0) -> list[Trajectory]:
+    """``samples`` trajectories per problem (temperature 0: one greedy one), labelled by correctness.
+
+    Prompts of equal length are batched together, so no padding shifts positions.
+    """
+    torch.manual_seed(seed)
+    prompts = [tuple(model.encode_prompt(p.text)) for p in problems]
+    copies = 1 if temperature == 0 else samples
+    jobs = sorted(((prompts[i], problems[i]) for i in range(len(problems)) for _ in range(copies)),
+                  key=lambda job: len(job[0]))
+    out: list[Trajectory] = []
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start: start + batch_size]
+        for length in sorted({len(ids) for ids, _ in chunk}):
+            same = [job for job in chunk if len(job[0]) == length]
+            out.extend(_sample_same_length(model, same, temperature, top_p, max_new_tokens))
+    return out
+
+
+def _sample_same_length(model, jobs, temperature, top_p, max_new_tokens) -> list[Trajectory]:
+    ids = torch.tensor([list(prompt) for prompt, _ in jobs])
+    options = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else \
+        dict(do_sample=False)
+    generated = model.backbone.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+        eos_token_id=model.tokenizer.eos_token_id, pad_token_id=model.tokenizer.pad_token_id, **options,
+    )[:, ids.shape[1]:]
+    stop = {model.tokenizer.eos_token_id, model.tokenizer.pad_token_id}
+    out = []
+    for (prompt, problem), row in zip(jobs, generated.tolist()):
+        response_ids = tuple(_until(row, stop))
+        response = model.decode(response_ids)
+        out.append(Trajectory(problem, prompt, response_ids, response, check_answer(problem, response)))
+    return out
+
+
+def _until(ids: list[int], stop: set[int]) -> list[int]:
+    for index, token in enumerate(ids):
+        if token in stop:
+            return ids[:index]
+    return ids
+
+
+# -- 2./3. labels and step features -------------------------------------------------------
+
+
+def step_positions(model: ReflectiveModel, trajectory: Trajectory) -> list[int]:
+    """Absolute positions of the states that emit each step's end (as ``score_steps`` reads)."""
+    offset = len(trajectory.prompt_ids)
+    return [offset + j - 1 for j in model.boundary.response_step_tokens(trajectory.response_ids)]
+
+
+@dataclass(frozen=True, slots=True)
+class StepBatch:
+    input_ids: torch.Tensor  # [B, T] prompt + response, right-padded
+    attention_mask: torch.Tensor  # [B, T]
+    rows: torch.Tensor  # [S] which sequence each step belongs to
+    positions: torch.Tensor  # [S] where its feature is read
+    labels: torch.Tensor  # [S] its trajectory's correctness (0/1)
+    step_index: torch.Tensor  # [S] the step's position in its trajectory (0 = first)
+
+
+def make_step_batch(model: ReflectiveModel, trajectories: Sequence[Trajectory]) -> StepBatch:
+    """Pad trajectories into one batch and list every step's (row, position, label)."""
+    sequences = [list(t.prompt_ids) + list(t.response_ids) for t in trajectories]
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), model.tokenizer.pad_token_id)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    rows, positions, labels, index = [], [], [], []
+    for row, (trajectory, sequence) in enumerate(zip(trajectories, sequences)):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
+        found = step_positions(model, trajectory)
+        rows += [row] * len(found)
+        positions += found
+        labels += [float(trajectory.correct)] * len(found)
+        index += list(range(len(found)))
+    return StepBatch(input_ids, mask, torch.tensor(rows, dtype=torch.long), torch.tensor(positions, dtype=torch.long),
+                     torch.tensor(labels), torch.tensor(index, dtype=torch.long))
+
+
+def batch_features(model: ReflectiveModel, batch: StepBatch) -> torch.Tensor:
+    """Head features [S, H] of every step in the batch (gradient flows if enabled)."""
+    positions = torch.arange(batch.input_ids.shape[1])[None].expand_as(batch.input_ids)
+    _, features = model(batch.input_ids, position_ids=positions, attention_mask=batch.attention_mask)
+    return features[batch.rows, batch.positions]
+
+
+@torch.no_grad()
+def frozen_features(model: ReflectiveModel, trajectories: Sequence[Trajectory],
+                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features [S, H], labels [S], trajectory index [S] and step index [S] of every step."""
+    feats, labels, owners, index = [], [], [], []
+    for start in range(0, len(trajectories), batch_size):
+        batch = make_step_batch(model, trajectories[start: start + batch_size])
+        feats.append(batch_features(model, batch))
+        labels.append(batch.labels)
+        owners.append(batch.rows + start)
+        index.append(batch.step_index)
+    return torch.cat(feats), torch.cat(labels), torch.cat(owners), torch.cat(index)
+
+
+# -- 4. training -------------------------------------------------------------------------
+
+
+def scale_gradient(features: torch.Tensor, scale: float) -> torch.Tensor:
+    """Same values; the backbone receives ``scale`` times the gradient (MetaStone-S1's trick)."""
+    return features * scale + features.detach() * (1 - scale)
+
+
+def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], config: HeadConfig,
+               log=sys.stderr) -> ReflectiveModel:
+    """Train a fresh head on labelled trajectories; returns the model wearing it (backbone shared)."""
+    torch.manual_seed(config.seed)
+    head = build_head(model.hidden_size, model.settings.head_width)
+    # The feature hook is fixed when a model is built, so another layer means another wrapper.
+    settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer)
+    model = ReflectiveModel(model.backbone, model.tokenizer, head, settings)
+    if config.backbone_scale > 0:
+        _train_joint(model, trajectories, config, log)
+    else:
+        _train_frozen(model, trajectories, config, log)
+    return model.eval()
+
+
+def _head_optimizer(model: ReflectiveModel, config: HeadConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log) -> None:
+    """Features computed once; the head trains on them alone (trajectory-level batches)."""
+    features, labels, owners, _ = frozen_features(model, trajectories)
+    loss_fn, optimizer = LOSSES[config.loss], _head_optimizer(model, config)
+    order, rng, start = list(range(len(trajectories))), random.Random(config.seed), time.perf_counter()
+    model.head.train()
+    for epoch in range(config.epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for first in range(0, len(order), config.batch_size):
+            chosen = torch.zeros(len(trajectories), dtype=torch.bool)
+            chosen[order[first: first + config.batch_size]] = True
+            steps = chosen[owners]
+            loss = loss_fn(model.head(features[steps]).squeeze(-1), labels[steps])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        _log_epoch(log, epoch, total, features, labels, model, start)
+
+
+def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log) -> None:
+    """Head and backbone together, as in MetaStone-S1 (where GRPO trains the policy alongside).
+
+    The backbone's loss is the policy's own next-token loss on the *correct* trajectories
+    (rejection-sampling fine-tuning: GRPO's update with 0/1 rewards, positive side) plus the
+    head's loss reaching it through ``scale_gradient``. Adam is invariant to a loss's overall
+    scale, so the 1e-4 only means something relative to the policy loss it is added to.
+    """
+    loss_fn, optimizer = LOSSES[config.loss], _head_optimizer(model, config)
+    backbone_optimizer = torch.optim.AdamW(model.backbone.parameters(), lr=config.backbone_learning_rate,
+                                           weight_decay=0.0)
+    order, rng, start = list(range(len(trajectories))), random.Random(config.seed), time.perf_counter()
+    model.train()
+    for epoch in range(config.epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for first in range(0, len(order), config.batch_size):
+            chosen = [trajectories[i] for i in order[first: first + config.batch_size]]
+            loss = _joint_loss(model, chosen, loss_fn, config)
+            optimizer.zero_grad(set_to_none=True)
+            backbone_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.backbone.parameters(), 1.0)
+            optimizer.step()
+            backbone_optimizer.step()
+            total += loss.item()
+        print(f"epoch {epoch} loss {total:.4f} elapsed {time.perf_counter() - start:.0f}s", file=log, flush=True)
+
+
+def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss_fn, config: HeadConfig) -> torch.Tensor:
+    """Policy loss on the correct trajectories' responses + head loss (backbone gradient scaled)."""
+    batch = make_step_batch(model, trajectories)
+    positions = torch.arange(batch.input_ids.shape[1])[None].expand_as(batch.input_ids)
+    logits, features = model(batch.input_ids, position_ids=positions, attention_mask=batch.attention_mask)
+    features = scale_gradient(features[batch.rows, batch.positions], config.backbone_scale)
+    head_loss = loss_fn(model.head(features).squeeze(-1), batch.labels)
+    targets = batch.input_ids.clone()
+    for row, trajectory in enumerate(trajectories):
+        keep_from = len(trajectory.prompt_ids) if trajectory.correct else targets.shape[1]
+        targets[row, :keep_from] = -100
+    targets[batch.attention_mask == 0] = -100
+    if (targets[:, 1:] != -100).any():
+        policy_loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets[:, 1:].reshape(-1), ignore_index=-100)
+    else:
+        policy_loss = logits.sum() * 0.0
+    return config.policy_weight * policy_loss + head_loss
+
+
+def _log_epoch(log, epoch: int, total: float, features, labels, model, start: float) -> None:
+    with torch.no_grad():
+        model.head.eval()
+        agree = ((model.head(features).squeeze(-1) > 0) == (labels > 0.5)).float().mean().item()
+        model.head.train()
+    print(f"epoch {epoch} loss {total:.4f} agreement {agree:.3f} elapsed {time.perf_counter() - start:.0f}s",
+          file=log, flush=True)
+
+
+# -- trajectory files (so head variants train on the very same samples) ---------------------
+
+
+def save_trajectories(trajectories: Sequence[Trajectory], path) -> None:
+    """One JSON line per trajectory: problem text, response, correctness."""
+    import json
+    from pathlib import Path
+
+    lines = [json.dumps({"problem": t.problem.text, "response": t.response, "correct": t.correct})
+             for t in trajectories]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_trajectories(model: ReflectiveModel, path) -> list[Trajectory]:
+    """Trajectories saved by ``save_trajectories``, re-encoded with ``model``'s tokenizer."""
+    import json
+    from pathlib import Path
+
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        blob = json.loads(line)
+        problem = CountdownProblem.parse(blob["problem"])
+        response_ids = model.tokenizer(blob["response"], add_special_tokens=False)["input_ids"]
+        out.append(Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(response_ids),
+                              blob["response"], bool(blob["correct"])))
+    return out
+
+
+def training_problems(count: int, number_counts: Sequence[int], seed: int) -> list[CountdownProblem]:
+    """``count`` training problems (never held out), number counts cycling through ``number_counts``."""
+    from reflective_search.train.data import draw_training_problem
+
+    rng = random.Random(seed)
+    return [draw_training_problem(rng, number_counts[i % len(number_counts)]) for i in range(count)]

@@ -1,0 +1,81 @@
+"""The shipped Countdown model: solves through the CLI and by name, is small, and fails clearly when broken."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from reflective_search import ReflectiveSearch
+from reflective_search.cli import main
+from reflective_search.errors import ModelError
+from reflective_search.model.reflective import ReflectiveModel
+from reflective_search.shipped import shipped_model_path
+from reflective_search.tasks.countdown import CountdownTask, verdict
+from reflective_search.train.data import PROMPT_TEMPLATE
+
+torch.set_num_threads(1)
+NAME = "countdown-tiny"
+GREEDY = {"method": "greedy", "sampling": {"max_step_tokens": 32, "max_steps": 6}}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ReflectiveModel.from_pretrained(NAME)
+
+
+def test_solve_command_uses_the_shipped_model_without_arguments(capsys):
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "tiny random model" not in captured.err
+    assert json.loads(captured.out)["answer"] is not None
+
+
+def test_shipped_model_loads_by_name_with_its_prompt_and_size(model):
+    assert model.settings.prompt_template == PROMPT_TEMPLATE
+    assert model.format_prompt("Numbers: 3 7 8. Target: 29.") == "Numbers: 3 7 8. Target: 29.\n\n"
+    assert model.num_parameters <= 10_000_000
+
+
+def test_shipped_model_solves_an_easy_problem_greedily(model):
+    solution = ReflectiveSearch(model, GREEDY).solve("Numbers: 2 3 4. Target: 24.")
+    assert solution.text == "4*2=8, left 3 8.\n\n8*3=24, left 24.\n\nAnswer: 4*2*3.\n\n"
+    assert verdict("Numbers: 2 3 4. Target: 24.", solution.text) == "solved"
+
+
+def test_shipped_files_are_safetensors_within_20_mb():
+    files = [p for p in shipped_model_path(NAME).iterdir() if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 20 * 2**20
+    assert not [p.name for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+
+
+def test_problem_outside_the_format_gets_an_attempt_and_a_clear_not_solved(model):
+    problem = "What is the capital of France?"
+    solution = ReflectiveSearch(model, GREEDY).solve(problem)
+    assert isinstance(solution.text, str) and solution.stats.generated_tokens > 0
+    assert CountdownTask().is_correct({"problem": problem}, solution.text) is False
+    assert verdict(problem, solution.text).startswith("not solved: not a Countdown problem")
+
+
+def _broken_copy(tmp_path, file_name: str):
+    copy = tmp_path / NAME
+    shutil.copytree(shipped_model_path(NAME), copy)
+    data = (copy / file_name).read_bytes()
+    (copy / file_name).write_bytes(data[: len(data) // 2])
+    return copy
+
+
+@pytest.mark.parametrize("file_name", ["sprm_head.safetensors", "model.safetensors", "config.json",
+                                       "tokenizer.json", "reflective_config.json"])
+def test_truncated_checkpoint_file_is_reported_by_name(tmp_path, file_name):
+    copy = _broken_copy(tmp_path, file_name)
+    with pytest.raises(ModelError) as error:
+        ReflectiveModel.from_pretrained(copy)
+    message = str(error.value)
+    assert str(copy) in message and ("re-save" in message or "reinstall" in message or "missing" in message)
+
+
+def test_solve_command_prints_a_verdict_for_a_problem_outside_the_format(capsys):
+    assert main(["solve", "What is the capital of France?", "--method", "greedy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "verdict: not solved: not a Countdown problem (expected e.g. 'Numbers: 3 7 8. Target: 29.')" in lines

@@ -1,0 +1,108 @@
+"""Smoke runs of both trainers on a tiny config, then the saved model loads and solves."""
+
+import random
+
+import pytest
+import torch
+
+from reflective_search import ReflectiveSearch
+from reflective_search.cli import main
+from reflective_search.model.reflective import ReflectiveModel
+from reflective_search.tasks.countdown import CountdownProblem
+from reflective_search.train.data import held_out_keys
+from reflective_search.train.policy import PolicyConfig, build_policy, make_batch
+from reflective_search.train.sprm import (
+    Trajectory, frozen_features, make_step_batch, sample_trajectories, training_problems,
+)
+
+torch.set_num_threads(1)
+TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A policy (3 steps) and a head (1 epoch on 6 sampled trajectories), via the CLI."""
+    root = tmp_path_factory.mktemp("train")
+    policy, model = root / "policy", root / "model"
+    assert main(["train", "policy", "--out", str(policy), "--steps", "3", "--batch-size", "4", *TINY]) == 0
+    assert main(["train", "sprm", "--model", str(policy), "--out", str(model), "--problems", "3",
+                 "--samples", "2", "--epochs", "1", "--trajectories", str(root / "t.jsonl")]) == 0
+    return policy, model
+
+
+def test_trained_model_loads_and_solves(trained):
+    model = ReflectiveModel.from_pretrained(trained[1])
+    config = {"method": "best_of_n", "best_of_n": {"n": 2}, "sampling": {"max_step_tokens": 8, "max_steps": 2}}
+    solution = ReflectiveSearch(model, config).solve("Numbers: 3 7 8. Target: 29.")
+    assert solution.stats.generated_tokens > 0
+    assert len(solution.tree.leaves()) == 2
+
+
+def test_sprm_training_changes_only_the_head_when_frozen(trained):
+    policy = ReflectiveModel.from_pretrained(trained[0])
+    model = ReflectiveModel.from_pretrained(trained[1])
+    for (name, a), (_, b) in zip(policy.backbone.state_dict().items(), model.backbone.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(policy.head[0].weight, model.head[0].weight)
+
+
+HAND_MADE = [  # one right and one wrong trajectory, as `train sprm --trajectories` files hold them
+    {"problem": "Numbers: 3 7 8. Target: 29.", "response": "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\n"
+     "Answer: 7*3+8.\n\n", "correct": True},
+    {"problem": "Numbers: 3 7 8. Target: 29.", "response": "8-7=1, left 3 1.\n\nAnswer: 8-7+3.\n\n",
+     "correct": False},
+]
+
+
+def test_joint_training_moves_the_backbone(trained, tmp_path):
+    import json
+
+    out, file = tmp_path / "joint", tmp_path / "hand.jsonl"
+    file.write_text("".join(json.dumps(t) + "\n" for t in HAND_MADE))
+    assert main(["train", "sprm", "--model", str(trained[0]), "--out", str(out), "--epochs", "1",
+                 "--backbone-scale", "1e-4", "--trajectories", str(file)]) == 0
+    before = ReflectiveModel.from_pretrained(trained[0]).backbone.state_dict()
+    after = ReflectiveModel.from_pretrained(out).backbone.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_training_features_are_the_features_inference_scores():
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    problem = CountdownProblem((3, 7, 8), 29)
+    response = "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"
+    ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
+    trajectory = Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(ids), response, True)
+    features, labels, _, steps = frozen_features(model, [trajectory, trajectory])
+    with torch.no_grad():
+        trained_scores = model.score_features(features[:3]).tolist()
+    assert trained_scores == pytest.approx(model.score_steps(problem.text, response), abs=1e-6)
+    assert labels.tolist() == [1.0] * 6 and steps.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_step_batch_reads_each_step_where_its_delimiter_is_emitted():
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    problem = CountdownProblem((3, 7, 8), 29)
+    response = "8-7=1, left 3 1.\n\nAnswer: 8-7+3.\n\n"
+    ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
+    prompt = tuple(model.encode_prompt(problem.text))
+    batch = make_step_batch(model, [Trajectory(problem, prompt, tuple(ids), response, False)])
+    # Char tokens: step 1's "." is response char 15, step 2's is char 31; the emitting state is one before.
+    assert batch.positions.tolist() == [len(prompt) + 14, len(prompt) + 30]
+    assert batch.labels.tolist() == [0.0, 0.0]
+
+
+def test_policy_batches_never_contain_held_out_problems():
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    rng, held_out = random.Random(0), held_out_keys()
+    problems = training_problems(300, [3, 4], seed=0)
+    assert all((tuple(sorted(p.numbers)), p.target) not in held_out for p in problems)
+    batch = make_batch(model, rng, PolicyConfig(batch_size=4))
+    assert (batch["labels"] != -100).sum() > 0
+
+
+def test_sampled_trajectories_are_labelled_by_the_checker():
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    problems = [CountdownProblem((3, 7, 8), 29), CountdownProblem((2, 5), 10)]
+    trajectories = sample_trajectories(model, problems, 2, 1.0, max_new_tokens=12)
+    assert len(trajectories) == 4
+    assert all(t.correct is False for t in trajectories)  # a random policy cannot write a valid answer in 12 chars

@@ -190,16 +190,7 @@ def solve(numbers, target: int) -> list[Operation] | None:
     Returns:
         Operations combining all numbers into ``target``, or None if impossible.
     """
-    nums = tuple(sorted(numbers))
-    if not is_reachable(nums, target):
-        return None
-    path: list[Operation] = []
-    while len(nums) > 1:
-        # The first move whose successor can still reach the target; one exists
-        # because the current multiset can.
-        operation, nums = next((o, n) for o, n in _moves(nums) if target in _reach(n))
-        path.append(operation)
-    return path
+    return _walk_to_target(numbers, target, lambda moves: moves[0])
 
 
 def _combine(left: tuple[str, str], op: str, right: tuple[str, str]) -> tuple[str, str]:
@@ -415,12 +406,18 @@ def solve_random(numbers, target: int, rng: random.Random) -> list[Operation] | 
     Returns:
         Operations combining all numbers into ``target``, or None if impossible.
     """
+    return _walk_to_target(numbers, target, rng.choice)
+
+
+def _walk_to_target(numbers, target: int, choose) -> list[Operation] | None:
+    """A solution path taking, at each state, ``choose(moves)`` among the moves whose
+    successor can still reach the target (one exists whenever the state can)."""
     nums = tuple(sorted(numbers))
     if not is_reachable(nums, target):
         return None
     path: list[Operation] = []
     while len(nums) > 1:
-        operation, nums = rng.choice([(o, n) for o, n in _moves(nums) if target in _reach(n)])
+        operation, nums = choose([(o, n) for o, n in _moves(nums) if target in _reach(n)])
         path.append(operation)
     return path
 

@@ -91,3 +91,29 @@ def test_max_backup_tracks_best_value():
     solution, _ = run(backup="max")
     tree = solution.tree
     assert tree.value_max[ROOT] == pytest.approx(0.9)
+
+
+def test_resampling_asks_again_for_the_children_duplicates_left_missing():
+    from reflective_search.interface import ChildStep, Expansion, StepEnd
+
+    calls = []
+
+    class Duplicating:
+        """First call: every child is the same step; later calls: fresh steps."""
+
+        def expand(self, requests, sampling):
+            calls.append([r.k for r in requests])
+            base = 10 * len(calls)
+            return [Expansion(tuple(ChildStep((1 if len(calls) == 1 else base + i,), f"s{base + i}.\n\n", 0.0, 0.5,
+                                              StepEnd.DELIMITER) for i in range(r.k)), r.k) for r in requests]
+
+        def release(self, paths):
+            pass
+
+    config = {"method": "mcts", "budget": {"tokens": None, "expansions": 1},
+              "mcts": {"children": 4, "batch_leaves": 1, "resample": 2}}
+    solution = ReflectiveSearch(NullModel(), config, expander=Duplicating()).solve("peaked")
+    # 4 identical samples leave 1 distinct child: ask for 3 more, which are distinct
+    assert calls[:2] == [[4], [3]]
+    assert int(solution.tree.num_children[ROOT]) == 4
+    assert solution.stats.generated_tokens >= 7

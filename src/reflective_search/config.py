@@ -106,6 +106,7 @@ class MCTSConfig:
     answer: str = "best_score"  # best_score | vote: how the final answer is picked
     aggregate: str = "geometric"  # how step scores rank a finished trajectory
     virtual_loss: float = 1.0  # zero-valued visits added per in-flight selection
+    resample: int = 0  # extra sampling rounds for a leaf whose children were not all distinct
 
     def __post_init__(self) -> None:
         _require(self.children >= 1, "mcts.children", "an integer >= 1", self.children)
@@ -115,6 +116,7 @@ class MCTSConfig:
         _require(self.answer in ANSWER_RULES, "mcts.answer", " | ".join(ANSWER_RULES), self.answer)
         _require(self.aggregate in AGGREGATES, "mcts.aggregate", " | ".join(AGGREGATES), self.aggregate)
         _require(self.virtual_loss >= 0, "mcts.virtual_loss", "a number >= 0", self.virtual_loss)
+        _require(self.resample >= 0, "mcts.resample", "an integer >= 0", self.resample)
 
 
 @dataclass(frozen=True, slots=True)

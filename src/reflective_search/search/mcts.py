@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from reflective_search.config import SearchConfig
-from reflective_search.interface import ExpandCall
+from reflective_search.interface import ExpandCall, Expansion, derive_seed
 from reflective_search.search.common import (
     Meter, SearchGenerator, after_round, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
 )
@@ -36,14 +36,40 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
         if open_leaves:
             # Finished children from the last round are never expanded: their KV may go first.
             released = tuple(tree.token_path(node) for node in finished)
-            expansions = yield ExpandCall(_requests(tree, open_leaves, config, seed), config.sampling, released)
-            meter.charge(expansions)
+            expansions = yield from sample_children(tree, open_leaves, config, seed, meter, released)
             finished = expand_and_backup(tree, open_leaves, expansions, config)
             after_round(tree, config)
     if not tree.terminal_leaves():
         yield from complete(tree, [most_visited_leaf(tree)], config, seed, meter)
     chosen, score = choose_answer(tree, config)
     return outcome(tree, chosen, score, meter)
+
+
+def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, seed: int, meter: Meter,
+                    released: tuple = ()):
+    """Sample ``children`` steps for each leaf; resample where duplicates left fewer distinct.
+
+    A peaked policy often draws the same step k times; merged, that leaves one child and
+    a chain-shaped tree that the search exhausts long before its budget. Up to
+    ``mcts.resample`` more rounds ask such leaves for the missing number of children.
+    Returns one Expansion per leaf holding every sample drawn for it.
+    """
+    k = config.mcts.children
+    drawn: dict[int, list] = {leaf: [] for leaf in leaves}
+    forwarded = dict.fromkeys(leaves, 0)
+    for attempt in range(1 + config.mcts.resample):
+        short = {leaf: k - len({c.tokens for c in drawn[leaf]}) for leaf in leaves}
+        asking = [leaf for leaf in leaves if short[leaf] > 0]
+        if not asking:
+            break
+        attempt_seed = seed if attempt == 0 else derive_seed(seed, "resample", attempt)
+        requests = tuple(request(tree, leaf, short[leaf], attempt_seed) for leaf in asking)
+        expansions = yield ExpandCall(requests, config.sampling, released if attempt == 0 else ())
+        meter.charge(expansions)
+        for leaf, expansion in zip(asking, expansions):
+            drawn[leaf].extend(expansion.children)
+            forwarded[leaf] += expansion.forwarded_tokens
+    return [Expansion(tuple(drawn[leaf]), forwarded[leaf]) for leaf in leaves]
 
 
 def budget_spent(meter: Meter, config: SearchConfig) -> bool:
@@ -96,7 +122,3 @@ def choose_answer(tree: Tree, config: SearchConfig) -> tuple[int, float]:
             best = max(won[0], key=lambda leaf: (weights[leaf], -leaf))
             return best, weights[best]
     return best_by_score(tree, finished, aggregate)
-
-
-def _requests(tree: Tree, leaves: Sequence[int], config: SearchConfig, seed: int):
-    return tuple(request(tree, leaf, config.mcts.children, seed) for leaf in leaves)

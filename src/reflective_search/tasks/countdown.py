@@ -33,13 +33,13 @@ operation steps, which ``label_steps`` grades.
 
 from __future__ import annotations
 
-import operator
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
+
+from reflective_search.tasks.arithmetic import evaluate
 
 OPS = ("+", "-", "*", "/")
 STEP_DELIMITER = ".\n\n"
@@ -54,11 +54,6 @@ _PROBLEM_RE = re.compile(
 _STEP_RE = re.compile(
     r"^([0-9]+)\s*([-+*/])\s*([0-9]+)\s*=\s*([0-9]+)\s*,\s*left\s+([0-9]+(?:\s+[0-9]+)*)\s*\.?$"
 )
-_TOKEN_RE = re.compile(r"[0-9]+|[-+*/()]")
-_EXPR_RE = re.compile(r"[\s0-9()+*/-]*")  # a flat class: no backtracking blow-up
-_LEVELS = (("+", "-"), ("*", "/"))
-_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
-_MAX_DEPTH = 50  # parenthesis nesting limit: keeps junk from hitting the recursion limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,48 +272,6 @@ def extract_expression(response_text: str) -> str | None:
     return line or None
 
 
-class _Parser:
-    """Recursive-descent parser/evaluator for ``+ - * /``, parentheses, integers."""
-
-    def __init__(self, text: str) -> None:
-        if not _EXPR_RE.fullmatch(text):
-            raise ValueError("characters outside the expression grammar")
-        self.tokens = _TOKEN_RE.findall(text) + [""]  # "" marks the end
-        self.pos, self.literals = 0, []
-
-    def _next(self) -> str:
-        self.pos += 1
-        return self.tokens[self.pos - 1]
-
-    def parse(self) -> Fraction:
-        value = self._binary(0, 0)
-        if self.tokens[self.pos]:
-            raise ValueError("trailing tokens")
-        return value
-
-    def _binary(self, level: int, depth: int) -> Fraction:
-        # level 0: + and -, level 1: * and /; both left-associative.
-        if level == len(_LEVELS):
-            return self._factor(depth)
-        value = self._binary(level + 1, depth)
-        while self.tokens[self.pos] in _LEVELS[level]:
-            op = self._next()
-            value = _ARITH[op](value, self._binary(level + 1, depth))  # /0 raises
-        return value
-
-    def _factor(self, depth: int) -> Fraction:
-        tok = self._next()
-        if tok == "(" and depth < _MAX_DEPTH:
-            value = self._binary(0, depth + 1)
-            if self._next() != ")":
-                raise ValueError("unbalanced parentheses")
-            return value
-        if tok.isdigit():
-            self.literals.append(int(tok))
-            return Fraction(int(tok))
-        raise ValueError(f"unexpected token {tok!r}")
-
-
 def check_answer(problem: CountdownProblem, response_text: str) -> bool:
     """Whether the response's final ``Answer:`` expression is a valid solution.
 
@@ -333,12 +286,11 @@ def check_answer(problem: CountdownProblem, response_text: str) -> bool:
     expr = extract_expression(response_text)
     if expr is None:
         return False
-    try:
-        parser = _Parser(expr)
-        value = parser.parse()
-    except (ValueError, ZeroDivisionError, RecursionError):
+    evaluated = evaluate(expr)
+    if evaluated is None:
         return False
-    return Counter(parser.literals) == Counter(problem.numbers) and value == problem.target
+    value, literals = evaluated
+    return Counter(literals) == Counter(problem.numbers) and value == problem.target
 
 
 def _split_steps(response_text: str) -> list[str]:
@@ -431,7 +383,7 @@ def draw_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> C
 
 def problem_key(problem: CountdownProblem) -> tuple:
     """Identity for distinctness: order of the numbers does not matter."""
-    return _key(problem)
+    return tuple(sorted(problem.numbers)), problem.target
 
 
 def _draw(rng: random.Random, d: Difficulty) -> CountdownProblem | None:
@@ -440,11 +392,6 @@ def _draw(rng: random.Random, d: Difficulty) -> CountdownProblem | None:
     reach = _reach(tuple(sorted(nums)))
     targets = sorted(t for t in reach if d.target_low <= t <= d.target_high)  # sorted: reproducible
     return CountdownProblem(nums, rng.choice(targets)) if targets else None
-
-
-def _key(problem: CountdownProblem) -> tuple:
-    """Identity for distinctness: order of the numbers does not matter."""
-    return tuple(sorted(problem.numbers)), problem.target
 
 
 def generate_problems(
@@ -469,14 +416,14 @@ def generate_problems(
         fallback = None
         for _attempt in range(200):
             problem = _draw(rng, difficulty)
-            if problem is not None and _key(problem) not in seen:
+            if problem is not None and problem_key(problem) not in seen:
                 break
             fallback = fallback or problem
         else:
             problem = fallback  # the space looks exhausted: allow a repeat
         if problem is None:
             raise ValueError(f"no solvable problem found for {difficulty}")
-        seen.add(_key(problem))
+        seen.add(problem_key(problem))
         out.append(problem)
     return out
 

@@ -79,3 +79,20 @@ def test_solve_command_prints_a_verdict_for_a_problem_outside_the_format(capsys)
     assert main(["solve", "What is the capital of France?", "--method", "greedy"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "verdict: not solved: not a Countdown problem (expected e.g. 'Numbers: 3 7 8. Target: 29.')" in lines
+
+
+def test_solve_refuses_a_tree_path_in_a_missing_folder_before_searching(tmp_path, capsys):
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--tree", str(tmp_path / "nowhere" / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --tree {tmp_path / 'nowhere' / 't.json'}: the folder {tmp_path / 'nowhere'} does not exist; create it or pick another path\n"
+
+
+def test_evaluate_refuses_a_bad_override_before_any_work(capsys):
+    assert main(["evaluate", "search", "--problems", "1", "--mcts", "budget.tokns=400"]) == 2
+    captured = capsys.readouterr()
+    assert "unknown key 'budget.tokns'" in captured.err and "greedy" not in captured.out
+
+
+def test_evaluate_refuses_malformed_override_yaml_in_one_line(capsys):
+    assert main(["evaluate", "search", "--problems", "1", "--mcts", "budget.tokens=[1"]) == 2
+    assert capsys.readouterr().err == "error: --mcts 'budget.tokens=[1': the value is not valid YAML\n"

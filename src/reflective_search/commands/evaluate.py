@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     for sub in (calibrate, heads, search):
         sub.add_argument("--model", action="append", help="saved model directory or shipped name "
                          "(default: the shipped model); heads takes several")
-        sub.add_argument("--numbers", type=int, nargs="+", default=[3], help="number counts to evaluate")
+        sub.add_argument("--numbers", type=int, nargs="+", default=[3], choices=range(2, 6), metavar="N",
+                         help="number counts to evaluate (2-5)")
         sub.add_argument("--problems", type=int, default=None, help="problems per number count (default: all)")
         sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
         sub.add_argument("--out", help="directory for the JSON (and PNG) results")
@@ -130,6 +131,11 @@ def _fmt(by_position: dict) -> str:
 def _search(args) -> dict:
     from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_result
 
+    from reflective_search.config import SearchConfig
+
+    # Refuse bad overrides before any model work (a typo must not cost a whole run).
+    overrides = {"sampling.temperature": args.temperature, **dict(_parse_override(o) for o in args.mcts)}
+    SearchConfig().replace(**overrides)
     model, out = _models(args)[0], {}
     for count in args.numbers:
         problems = _problems(args.split, count, args.problems)
@@ -137,7 +143,6 @@ def _search(args) -> dict:
         report, _ = best_of_n_report(model, problems, args.samples, args.temperature)
         row = {"greedy": greedy.as_dict(), **report}
         if not args.skip_mcts:
-            overrides = {"sampling.temperature": args.temperature, **dict(_parse_override(o) for o in args.mcts)}
             row["mcts"] = {**mcts_result(model, problems, overrides).as_dict(), "overrides": overrides}
         out[f"{count} numbers"] = row
         _print_search_table(count, row)
@@ -154,7 +159,10 @@ def _parse_override(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise ConfigError(f"--mcts {text!r}: expected KEY=VALUE, e.g. budget.tokens=400")
     key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"--mcts {text!r}: the value is not valid YAML") from None
 
 
 def _print_search_table(count: int, row: dict) -> None:

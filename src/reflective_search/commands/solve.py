@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from reflective_search.model.reflective import check_problem
 
     check_problem(args.problem)  # refuse bad input before loading a model
+    if args.tree:
+        from reflective_search.commands import check_writable
+
+        check_writable(args.tree, "--tree")
     config = load_search_config(args.config)
     if args.method:
         config = config.replace(method=args.method)

@@ -62,7 +62,8 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--problems", type=int, default=2000, help="training problems to sample on")
     parser.add_argument("--samples", type=int, default=4, help="trajectories sampled per problem")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (see docs/countdown.md)")
-    parser.add_argument("--numbers", type=int, nargs="+", default=[3, 4], help="number counts of the problems")
+    parser.add_argument("--numbers", type=int, nargs="+", default=[3, 4], choices=range(2, 6), metavar="N",
+                        help="number counts of the problems (2-5)")
     parser.add_argument("--trajectories", help="a JSONL file of trajectories: reused if it exists, else written")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.set_defaults(func=run_sprm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reflective_search.commands import check_writable
 from reflective_search.errors import ConfigError
 
 OUTPUT_SUFFIXES = (".html", ".png", ".svg", ".dot")
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{', '.join(OUTPUT_SUFFIXES)}")
     if args.max_nodes < 1:
         raise ConfigError(f"--max-nodes {args.max_nodes}: expected an integer >= 1")
+    check_writable(output, "--output")
     tree = Tree.from_json(args.tree)
     if suffix == ".html":
         tree.to_html(str(output), title=args.title)

@@ -152,7 +152,9 @@ def _check_same_run(run_dir: Path, resolved: Mapping[str, Any], problems_text: s
 
     before = _flatten(run_identity(read_yaml_mapping(run_dir / CONFIG_FILE)))
     now = _flatten(run_identity(resolved))
-    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    # Compare as record keys are built (JSON text): 1, 1.0 and True are different points there.
+    same = lambda key: json.dumps(before.get(key), sort_keys=True) == json.dumps(now.get(key), sort_keys=True)
+    changed = sorted(key for key in before.keys() | now.keys() if not same(key))
     advice = f"pick a new output_dir or delete {run_dir}"
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])

@@ -68,7 +68,8 @@ def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], ba
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
         for row, t in enumerate(chunk):
             start, end = len(t.prompt_ids) - 1, len(t.prompt_ids) + len(t.response_ids) - 1
-            out.append(float(logp[row, start:end].mean()) if end > start else math.nan)
+            # An empty response has no likelihood to speak for it: rank it last, not (as NaN) first.
+            out.append(float(logp[row, start:end].mean()) if end > start else -math.inf)
     return out
 
 

@@ -13,11 +13,11 @@ from reflective_search.tasks.countdown import (
     extract_expression,
     generate_problems,
     is_reachable,
-    label_steps,
     random_legal_play,
     solution_text,
     solve,
 )
+from reflective_search.tasks.countdown_labels import label_steps
 
 P = CountdownProblem((3, 7, 8), 29)
 GOOD = "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"

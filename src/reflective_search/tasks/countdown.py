@@ -28,7 +28,7 @@ Answer checking (``check_answer``) evaluates the final expression exactly
 with ``fractions.Fraction``: non-integer or negative intermediates are
 accepted as long as the literals are exactly the given numbers and the value
 equals the target.  The step rules (positive integers only) apply only to
-operation steps, which ``label_steps`` grades.
+operation steps, which ``countdown_labels.label_steps`` grades.
 """
 
 from __future__ import annotations
@@ -50,9 +50,6 @@ PROMPT_TEMPLATE = (
 # [0-9] rather than \d: \d also matches non-ASCII digits, which int() would accept.
 _PROBLEM_RE = re.compile(
     r"^\s*Numbers:\s*([0-9]+(?:\s+[0-9]+)*)\s*\.\s*Target:\s*([0-9]+)\s*\.?\s*$"
-)
-_STEP_RE = re.compile(
-    r"^([0-9]+)\s*([-+*/])\s*([0-9]+)\s*=\s*([0-9]+)\s*,\s*left\s+([0-9]+(?:\s+[0-9]+)*)\s*\.?$"
 )
 
 
@@ -291,58 +288,6 @@ def check_answer(problem: CountdownProblem, response_text: str) -> bool:
         return False
     value, literals = evaluated
     return Counter(literals) == Counter(problem.numbers) and value == problem.target
-
-
-def _split_steps(response_text: str) -> list[str]:
-    """Steps of a response: pieces between delimiters, plus a non-empty tail."""
-    pieces = response_text.split(STEP_DELIMITER)
-    if not pieces[-1].strip():
-        pieces.pop()
-    return [p.strip() for p in pieces]
-
-
-def _grade_operation(step: str, state: Counter, target: int) -> Counter | None:
-    """The new state if ``step`` is a correct operation step from ``state``, else None."""
-    m = _STEP_RE.match(step)
-    if m is None:
-        return None
-    try:
-        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
-        left = Counter(int(x) for x in m[5].split())
-    except ValueError:  # digit strings beyond int()'s length limit
-        return None
-    if _apply(a, op, b) != c or state[a] < 1 + (a == b) or state[b] < 1:
-        return None
-    new = state - Counter([a, b]) + Counter([c])
-    if left != new or not is_reachable(list(new.elements()), target):
-        return None
-    return new
-
-
-def label_steps(problem: CountdownProblem, response_text: str) -> list[bool]:
-    """Grade each step of a response (evaluation only; see task description).
-
-    Args:
-        problem: the problem.
-        response_text: the response, steps separated by ``".\\n\\n"``.
-    Returns:
-        One bool per step: operation steps must be legal, correctly computed,
-        list the true remaining numbers and keep the target reachable; the
-        ``Answer:`` step must pass ``check_answer``. After a bad step, all bad.
-    """
-    state: Counter | None = Counter(problem.numbers)
-    labels = []
-    for step in _split_steps(response_text):
-        if state is not None and step.startswith("Answer:"):
-            good = check_answer(problem, step)
-            state = None  # the answer ends the solution: nothing after it counts
-        elif state is not None:
-            state = _grade_operation(step, state, problem.target)
-            good = state is not None
-        else:
-            good = False
-        labels.append(good)
-    return labels
 
 
 def solve_random(numbers, target: int, rng: random.Random) -> list[Operation] | None:

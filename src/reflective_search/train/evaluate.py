@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import torch
 
 from reflective_search.model.reflective import ReflectiveModel
-from reflective_search.tasks.countdown import CountdownProblem, check_answer, extract_expression, label_steps
+from reflective_search.tasks.countdown import CountdownProblem, check_answer, extract_expression
+from reflective_search.tasks.countdown_labels import label_steps
 from reflective_search.train import metrics
 from reflective_search.train.metrics import Scored
 from reflective_search.train.sprm import Trajectory, frozen_features, sample_trajectories

@@ -187,14 +187,21 @@ class ReflectiveModel(nn.Module):
         """One score per step of ``response`` after ``format_prompt(prompt)``, in one pass."""
         prompt_ids = self.encode_prompt(prompt)
         response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"]
-        step_tokens = self.boundary.response_step_tokens(response_ids)
-        if not step_tokens:
+        positions = self.step_feature_positions(len(prompt_ids), response_ids)
+        if not positions:
             return []
         ids = torch.tensor([prompt_ids + list(response_ids)], device=self.device)
         _, features = self(ids, position_ids=torch.arange(ids.shape[1], device=self.device)[None])
-        # The state that emits response token j sits at absolute position len(prompt) + j - 1.
-        positions = torch.tensor([len(prompt_ids) + j - 1 for j in step_tokens], device=self.device)
-        return self.score_features(features[0, positions]).tolist()
+        return self.score_features(features[0, torch.tensor(positions, device=self.device)]).tolist()
+
+    def step_feature_positions(self, prompt_length: int, response_ids: Sequence[int]) -> list[int]:
+        """Absolute positions whose states score each step of a response after a prompt.
+
+        The state that emits response token j sits at ``prompt_length + j - 1``; the
+        token ending each step comes from ``boundary.response_step_tokens``. Training and
+        inference both read features here, so they cannot drift apart.
+        """
+        return [prompt_length + j - 1 for j in self.boundary.response_step_tokens(response_ids)]
 
 
 def check_problem(problem: object) -> None:

@@ -7,9 +7,9 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, grow, new_tree, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, grow, outcome, request, trajectory_score,
 )
-from reflective_search.tree import ROOT
+from reflective_search.tree import ROOT, Tree
 
 
 def beam(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
@@ -19,7 +19,7 @@ def beam(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
     the top ``width`` survive: finished ones are set aside, the rest expand next. Pruned
     paths are released so the expander may drop their KV first.
     """
-    tree, meter = new_tree(prompt_ids, prompt_text), Meter()
+    tree, meter = Tree(prompt_ids, prompt_text), Meter()
     width, fan_out, aggregate = config.beam.width, config.beam.expand, config.beam.aggregate
     beams, finished, released = [ROOT], [], ()
     while beams:

@@ -15,7 +15,7 @@ from reflective_search.aggregate import AGGREGATES
 from reflective_search.answers import extract_answer, is_final_step
 from reflective_search.config import SamplingConfig, SearchConfig
 from reflective_search.interface import ChildStep, ExpandCall, ExpandRequest, Expansion, StepEnd, derive_seed
-from reflective_search.tree import ROOT, Tree
+from reflective_search.tree import Tree
 
 SearchGenerator = Generator[ExpandCall, list[Expansion], "SearchOutcome"]
 
@@ -114,10 +114,3 @@ def best_by_score(tree: Tree, leaves: Sequence[int], aggregate: str) -> tuple[in
 def outcome(tree: Tree, chosen: int, score: float, meter: Meter) -> SearchOutcome:
     tree.chosen = chosen
     return SearchOutcome(tree, chosen, extract_answer(tree.response_text(chosen)), score, meter)
-
-
-def new_tree(prompt_ids: Sequence[int], prompt_text: str) -> Tree:
-    return Tree(prompt_ids, prompt_text)
-
-
-__all__ = ["ROOT", "Meter", "SearchOutcome", "SearchGenerator"]

@@ -13,7 +13,7 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall, Expansion, derive_seed
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, complete, grow, outcome, request, trajectory_score,
 )
 from reflective_search.search.vote import vote
 from reflective_search.tree import ROOT, Tree
@@ -26,7 +26,7 @@ MAX_IDLE_ROUNDS = 64
 
 def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
     """Run MCTS on one problem; see the module docstring. Score: the aggregated path score."""
-    tree, meter = new_tree(prompt_ids, prompt_text), Meter()
+    tree, meter = Tree(prompt_ids, prompt_text), Meter()
     idle, finished = 0, []
     while not budget_spent(meter, config) and idle < MAX_IDLE_ROUNDS:
         leaves = simulate(tree, config)

@@ -12,7 +12,7 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, complete, grow, new_tree, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, complete, grow, outcome, request, trajectory_score,
 )
 from reflective_search.search.vote import vote
 from reflective_search.tree import ROOT, Tree
@@ -34,14 +34,14 @@ def sample_trajectories(tree: Tree, n: int, config: SearchConfig, seed: int, met
 
 def greedy(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
     """One chain of thought at temperature 0. Score: the geometric mean of its steps."""
-    tree, meter = new_tree(prompt_ids, prompt_text), Meter()
+    tree, meter = Tree(prompt_ids, prompt_text), Meter()
     leaves = yield from sample_trajectories(tree, 1, config, seed, meter, temperature=0.0)
     return outcome(tree, leaves[0], trajectory_score(tree, leaves[0], "geometric"), meter)
 
 
 def best_of_n(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
     """N samples ranked by aggregated SPRM step scores (MetaStone-S1's test-time scaling)."""
-    tree, meter = new_tree(prompt_ids, prompt_text), Meter()
+    tree, meter = Tree(prompt_ids, prompt_text), Meter()
     leaves = yield from sample_trajectories(tree, config.best_of_n.samples, config, seed, meter)
     chosen, score = best_by_score(tree, leaves, config.best_of_n.aggregate)
     return outcome(tree, chosen, score, meter)
@@ -49,7 +49,7 @@ def best_of_n(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig,
 
 def majority(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
     """Self-consistency: the most frequent answer among N samples. Score: its vote share."""
-    tree, meter = new_tree(prompt_ids, prompt_text), Meter()
+    tree, meter = Tree(prompt_ids, prompt_text), Meter()
     leaves = yield from sample_trajectories(tree, config.majority.n, config, seed, meter)
     won = vote(tree, leaves, {leaf: 1.0 for leaf in leaves})
     if won is None:  # nobody stated an answer: return the first sample

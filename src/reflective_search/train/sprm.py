@@ -103,8 +103,7 @@ def _until(ids: list[int], stop: set[int]) -> list[int]:
 
 def step_positions(model: ReflectiveModel, trajectory: Trajectory) -> list[int]:
     """Absolute positions of the states that emit each step's end (as ``score_steps`` reads)."""
-    offset = len(trajectory.prompt_ids)
-    return [offset + j - 1 for j in model.boundary.response_step_tokens(trajectory.response_ids)]
+    return model.step_feature_positions(len(trajectory.prompt_ids), trajectory.response_ids)
 
 
 @dataclass(frozen=True, slots=True)

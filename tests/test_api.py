@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from reflective_search import ReflectiveSearch, SearchConfig, Solution
 from reflective_search.errors import ProblemError
+from reflective_search.interface import StepEnd
 
 SMALL = {"sampling": {"max_step_tokens": 8, "max_steps": 3}, "budget": {"tokens": 96},
          "best_of_n": {"n": 3}, "majority": {"n": 3}, "beam": {"width": 2, "expand": 2},
@@ -93,3 +95,21 @@ def test_two_threads_can_solve_at_once(tiny_llama):
         assert [r.tree.texts for r in results] == [e.tree.texts for e in expected]
         assert [list(r.tree.score[: r.tree.size]) for r in results] == [list(e.tree.score[: e.tree.size]) for e in expected]
         threads = [threading.Thread(target=solve, args=(i,)) for i in range(2)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_stops_a_path_at_the_models_context(char_model, method):
+    """Steps that never end by themselves stop where the context is full; the path is final."""
+    seven = char_model.tokenizer("7", add_special_tokens=False)["input_ids"][0]
+    handle = char_model.backbone.lm_head.register_forward_hook(lambda m, i, logits: logits + 1e4 * (
+        torch.arange(logits.shape[-1]) == seven))
+    try:
+        settings = {**config(method), "sampling": {"max_step_tokens": 10, "max_steps": 50}, "budget": {"tokens": 400}}
+        solution = ReflectiveSearch(char_model, settings).solve("Evaluate 12+7*3")
+    finally:
+        handle.remove()
+    tree, prompt = solution.tree, char_model.encode_prompt("Evaluate 12+7*3")
+    path = tree.path(int(tree.chosen))[1:]
+    assert len(prompt) + sum(int(tree.token_len[n]) for n in path) == char_model.max_context
+    assert tree.step_end(path[-1]) is StepEnd.CONTEXT and tree.terminal[path[-1]]
+    assert solution.text == "7" * (char_model.max_context - len(prompt))

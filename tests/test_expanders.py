@@ -225,3 +225,35 @@ def test_a_forward_failing_part_way_leaves_a_working_expander(tiny_llama):
         expander.expand(requests[1:], GREEDY)
     got, expected = expander.expand(requests, GREEDY), fresh.expand(requests, GREEDY)
     assert [[c.tokens for c in e.children] for e in got] == [[c.tokens for c in e.children] for e in expected]
+
+
+def force_token(model, token):
+    """Make ``token`` the argmax everywhere (a forward hook on the LM head), so steps never end early."""
+    def boost(module, inputs, logits):
+        boosted = logits.clone()
+        boosted[..., token] += 1e4
+        return boosted
+
+    return model.backbone.lm_head.register_forward_hook(boost)
+
+
+@pytest.mark.parametrize("expander", [ReferenceExpander, SharedKVExpander])
+def test_a_step_that_fills_the_context_stops_there_with_end_context(char_model, expander):
+    prompt = tuple(char_model.encode_prompt("Evaluate 12+7*3"))
+    filler = tuple(char_model.tokenizer("1" * (char_model.max_context - len(prompt) - 3),
+                                        add_special_tokens=False)["input_ids"])
+    seven = char_model.tokenizer("7", add_special_tokens=False)["input_ids"][0]
+    handle = force_token(char_model, seven)
+    try:
+        step = expander(char_model).expand([ExpandRequest((prompt, filler), 1, seed=0)], GREEDY)[0].children[0]
+    finally:
+        handle.remove()
+    assert GREEDY.max_step_tokens == 10  # the step would run to 10 tokens if the context allowed it
+    assert step.tokens == (seven,) * 3 and step.end is StepEnd.CONTEXT
+
+
+def test_a_full_path_cannot_be_expanded(char_model):
+    prompt = tuple(char_model.encode_prompt("Evaluate 12+7*3"))
+    filler = (prompt[0],) * (char_model.max_context - len(prompt))
+    with pytest.raises(ValueError, match="cannot expand a path of 64 tokens: the model's context is 64 tokens"):
+        SharedKVExpander(char_model).expand([ExpandRequest((prompt, filler), 1, seed=0)], GREEDY)

@@ -25,6 +25,7 @@ class StepEnd(enum.IntEnum):
     DELIMITER = 0  # it emitted a step delimiter (e.g. ".\n\n")
     EOS = 1  # it emitted end-of-sequence: the trajectory is over
     LENGTH = 2  # it reached sampling.max_step_tokens
+    CONTEXT = 3  # its path filled the model's context: nothing more can follow, so it is terminal
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ ForwardRows = Callable[[list[int], list[int]], tuple[torch.Tensor, torch.Tensor]
 class ChildRow:
     request: int  # index of the request this child belongs to
     generator: torch.Generator  # the child's own sampling stream
+    room: int  # tokens the model's context still holds after the request's path
     tokens: list[int] = field(default_factory=list)  # sampled so far
     features: list[torch.Tensor] = field(default_factory=list)  # [H] state that emitted tokens[i]
     logprob: float = 0.0  # summed log p at temperature 1
@@ -42,12 +43,23 @@ def all_units(requests: Sequence[ExpandRequest]) -> list[Unit]:
     return [(index, child) for index, request in enumerate(requests) for child in range(request.k)]
 
 
-def make_rows(requests: Sequence[ExpandRequest], units: Sequence[Unit]) -> list[ChildRow]:
+def make_rows(requests: Sequence[ExpandRequest], units: Sequence[Unit], max_context: int) -> list[ChildRow]:
     """One row per unit, each with the generator its (request seed, child index) gives."""
+    rooms = [context_room(request, max_context) for request in requests]
     return [
-        ChildRow(request=index, generator=torch.Generator().manual_seed(child_seed(requests[index].seed, child)))
+        ChildRow(request=index, generator=torch.Generator().manual_seed(child_seed(requests[index].seed, child)),
+                 room=rooms[index])
         for index, child in units
     ]
+
+
+def context_room(request: ExpandRequest, max_context: int) -> int:
+    """Tokens a child of ``request`` may take before the path fills the model's context."""
+    used = sum(len(segment) for segment in request.path)
+    if used >= max_context:
+        raise ValueError(f"cannot expand a path of {used} tokens: the model's context is {max_context} tokens "
+                         f"(a path that fills it ends with StepEnd.CONTEXT and is terminal)")
+    return max_context - used
 
 
 def sample_tokens(logits: torch.Tensor, rows: Sequence[ChildRow], sampling: SamplingConfig) -> tuple[list[int], list[float]]:
@@ -85,15 +97,15 @@ def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], u
     the outputs at the last position of its request's path. Features are None when
     scoring is off (benchmarks only): every score is then 0. Returns one step per unit.
     """
-    rows = make_rows(requests, units)
+    rows = make_rows(requests, units, model.max_context)
     logits, features = first_logits, first_features
     active = list(range(len(rows)))
     eos = model.eos_token_ids
-    for position in range(sampling.max_step_tokens):
+    for _ in range(sampling.max_step_tokens):
         tokens, logps = sample_tokens(logits, [rows[i] for i in active], sampling)
         for slot, row_id in enumerate(active):
             feature = features[slot] if features is not None else None
-            _append(model, eos, rows[row_id], tokens[slot], logps[slot], feature, sampling, position)
+            _append(model, eos, rows[row_id], tokens[slot], logps[slot], feature, sampling)
         still = [(row_id, tokens[slot]) for slot, row_id in enumerate(active) if rows[row_id].end is None]
         if not still:
             break
@@ -108,7 +120,7 @@ def decode_cost(children: Sequence[ChildStep]) -> int:
 
 
 def _append(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: int, logp: float,
-            feature: torch.Tensor | None, sampling: SamplingConfig, position: int) -> None:
+            feature: torch.Tensor | None, sampling: SamplingConfig) -> None:
     """Record a sampled token and decide whether the row's step has ended."""
     row.tokens.append(token)
     row.features.append(feature)
@@ -117,8 +129,8 @@ def _append(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: i
         row.end = StepEnd.EOS
     elif model.boundary.may_end[token] and (hit := model.boundary.find(model.decode(row.tokens))) is not None:
         row.end, row.delimiter_char = StepEnd.DELIMITER, hit[0]
-    elif position + 1 >= sampling.max_step_tokens:
-        row.end = StepEnd.LENGTH
+    elif len(row.tokens) >= min(sampling.max_step_tokens, row.room):
+        row.end = StepEnd.LENGTH  # _finish reports CONTEXT if it was the context that ran out
 
 
 def _score_index(model: ReflectiveModel, row: ChildRow) -> int:
@@ -137,7 +149,9 @@ def _finish(model: ReflectiveModel, rows: list[ChildRow]) -> list[ChildStep]:
     steps = []
     for row, score in zip(rows, scores):
         text_tokens = row.tokens[:-1] if row.end is StepEnd.EOS else row.tokens
-        steps.append(ChildStep(tuple(row.tokens), model.decode(text_tokens), row.logprob, float(score), row.end))
+        # A step that filled the context cannot be followed, however it ended (an EOS ends anyway).
+        end = StepEnd.CONTEXT if len(row.tokens) >= row.room and row.end is not StepEnd.EOS else row.end
+        steps.append(ChildStep(tuple(row.tokens), model.decode(text_tokens), row.logprob, float(score), end))
     return steps
 
 

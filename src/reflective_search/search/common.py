@@ -74,8 +74,8 @@ def sibling_priors(steps: Sequence[ChildStep]) -> list[float]:
 
 
 def is_terminal(step: ChildStep, depth: int, max_steps: int) -> bool:
-    """A step ends its trajectory at end-of-sequence, a stated answer, or the depth limit."""
-    return step.end is StepEnd.EOS or is_final_step(step.text) or depth >= max_steps
+    """A step ends its trajectory at end-of-sequence, a full context, a stated answer, or the depth limit."""
+    return step.end in (StepEnd.EOS, StepEnd.CONTEXT) or is_final_step(step.text) or depth >= max_steps
 
 
 def complete(tree: Tree, nodes: Sequence[int], config: SearchConfig, seed: int, meter: Meter,

@@ -12,8 +12,9 @@ from reflective_search.tasks.countdown import CountdownProblem
 from reflective_search.train.data import held_out_keys
 from reflective_search.train.policy import PolicyConfig, build_policy, make_batch
 from reflective_search.train.sprm import (
-    Trajectory, frozen_features, make_step_batch, sample_trajectories, training_problems,
+    Trajectory, frozen_features, make_step_batch, sample_trajectories, sample_with_search, training_problems,
 )
+from reflective_search.tasks.countdown import check_answer
 
 torch.set_num_threads(1)
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64"]
@@ -106,3 +107,43 @@ def test_sampled_trajectories_are_labelled_by_the_checker():
     trajectories = sample_trajectories(model, problems, 2, 1.0, max_new_tokens=12)
     assert len(trajectories) == 4
     assert all(t.correct is False for t in trajectories)  # a random policy cannot write a valid answer in 12 chars
+
+
+def trajectory(model, problem, response):
+    ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
+    return Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(ids), response,
+                      check_answer(problem, response))
+
+
+def test_step_labels_are_the_checkers_and_outcome_labels_the_trajectorys():
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    problem = CountdownProblem((3, 7, 8), 29)
+    right = trajectory(model, problem, "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n")
+    bent = trajectory(model, problem, "7*3=21, left 8 21.\n\n21-8=29, left 29.\n\nAnswer: 7*3-8.\n\n")
+    assert make_step_batch(model, [right, bent], "steps").labels.tolist() == [1, 1, 1, 1, 0, 0]
+    assert make_step_batch(model, [right, bent], "outcome").labels.tolist() == [1, 1, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="labels='step': use 'outcome' or 'steps'"):
+        make_step_batch(model, [right], "step")
+
+
+def test_search_sampler_draws_fresh_samples_for_a_repeated_problem():
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    a, b = CountdownProblem((3, 7, 8), 29), CountdownProblem((2, 5), 10)
+    drawn = sample_with_search(model, [a, b, a], 2, 1.0, progress=False)
+    assert [t.problem for t in drawn] == [a, a, b, b, a, a]  # copy 0 of each problem, then copy 1 of a
+    assert drawn == sample_with_search(model, [a, b, a], 2, 1.0, progress=False)  # seeded
+    assert {t.response_ids for t in drawn[:2]}.isdisjoint({t.response_ids for t in drawn[4:]})
+    for t in drawn:
+        assert t.prompt_ids == tuple(model.encode_prompt(t.problem.text))
+        assert model.decode(t.response_ids) == t.response and t.correct == check_answer(t.problem, t.response)
+        assert model.tokenizer.eos_token_id not in t.response_ids
+    assert len(sample_with_search(model, [a, b], 2, 0.0, progress=False)) == 2  # temperature 0: one greedy each
+
+
+def test_train_sprm_with_the_search_sampler_and_step_labels(tmp_path):
+    policy, out, file = tmp_path / "policy", tmp_path / "head", tmp_path / "t.jsonl"
+    assert main(["train", "policy", "--out", str(policy), "--steps", "1", "--batch-size", "2", *TINY]) == 0
+    assert main(["train", "sprm", "--model", str(policy), "--out", str(out), "--problems", "2", "--samples", "2",
+                 "--epochs", "1", "--sampler", "search", "--labels", "steps", "--trajectories", str(file)]) == 0
+    assert len(file.read_text().splitlines()) == 4
+    assert ReflectiveModel.from_pretrained(out).head is not None

@@ -43,6 +43,10 @@ from reflective_search.tasks.arithmetic import evaluate
 
 OPS = ("+", "-", "*", "/")
 STEP_DELIMITER = ".\n\n"
+SEARCH_LIMITS = {  # sampling limits that fit Countdown: a step is < 32 characters; <= 4 ops + answer
+    "sampling.max_step_tokens": 32,
+    "sampling.max_steps": 6,
+}
 PROMPT_TEMPLATE = (
     "Use each number exactly once with + - * / to reach the target. "
     "Work one operation per step.\n{problem}\n\n"

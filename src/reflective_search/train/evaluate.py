@@ -20,16 +20,12 @@ from typing import Any, Sequence
 import torch
 
 from reflective_search.model.reflective import ReflectiveModel
-from reflective_search.tasks.countdown import CountdownProblem, check_answer, extract_expression
+from reflective_search.tasks.countdown import SEARCH_LIMITS, CountdownProblem, check_answer, extract_expression
 from reflective_search.tasks.countdown_labels import label_steps
 from reflective_search.train import metrics
 from reflective_search.train.metrics import Scored
 from reflective_search.train.sprm import Trajectory, frozen_features, sample_trajectories
 
-SEARCH_BASE = {  # sampling limits that fit Countdown (a step is < 32 characters, <= 4 ops + answer)
-    "sampling.max_step_tokens": 32,
-    "sampling.max_steps": 6,
-}
 
 
 def normalised_expression(response: str) -> str | None:
@@ -125,7 +121,7 @@ def run_search(model: ReflectiveModel, problems: Sequence[CountdownProblem], ove
 
     from reflective_search.config import SearchConfig
 
-    search = ReflectiveSearch(model, SearchConfig().replace(**{**SEARCH_BASE, **overrides}))
+    search = ReflectiveSearch(model, SearchConfig().replace(**{**SEARCH_LIMITS, **overrides}))
     solutions, start = [], time.perf_counter()
     for first in range(0, len(problems), chunk):
         solutions += search.solve_batch([p.text for p in problems[first: first + chunk]])

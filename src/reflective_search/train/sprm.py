@@ -288,7 +288,11 @@ def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log) 
     loss_fn, optimizer = LOSSES[config.loss], _head_optimizer(model, config)
     backbone_optimizer = torch.optim.AdamW(model.backbone.parameters(), lr=config.backbone_learning_rate,
                                            weight_decay=0.0)
+    from tqdm import tqdm
+
     order, rng, start = list(range(len(trajectories))), random.Random(config.seed), time.perf_counter()
+    batches = -(-len(order) // config.batch_size)
+    bar = tqdm(total=config.epochs * batches, desc="joint training", unit="batch", file=log)
     model.train()
     for epoch in range(config.epochs):
         rng.shuffle(order)
@@ -303,7 +307,9 @@ def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log) 
             optimizer.step()
             backbone_optimizer.step()
             total += loss.item()
+            bar.update()
         print(f"epoch {epoch} loss {total:.4f} elapsed {time.perf_counter() - start:.0f}s", file=log, flush=True)
+    bar.close()
 
 
 def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss_fn, config: HeadConfig) -> torch.Tensor:

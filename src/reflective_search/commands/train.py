@@ -126,6 +126,6 @@ def run_sprm(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed)
     model = train_head(model, trajectories, config)
     model.save_pretrained(args.out)
-    print(f"head trained ({args.loss}, backbone scale {args.backbone_scale}) in "
+    print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
           f"{time.perf_counter() - start:.0f} s, saved to {args.out}")
     return 0

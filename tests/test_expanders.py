@@ -257,3 +257,21 @@ def test_a_full_path_cannot_be_expanded(char_model):
     filler = (prompt[0],) * (char_model.max_context - len(prompt))
     with pytest.raises(ValueError, match="cannot expand a path of 64 tokens: the model's context is 64 tokens"):
         SharedKVExpander(char_model).expand([ExpandRequest((prompt, filler), 1, seed=0)], GREEDY)
+
+
+@pytest.mark.parametrize("expander", [ReferenceExpander, SharedKVExpander])
+def test_no_position_past_the_context_is_fed_while_other_rows_decode(char_model, expander):
+    prompt = tuple(char_model.encode_prompt("Evaluate 12+7*3"))
+    filler = (prompt[0],) * (char_model.max_context - len(prompt) - 3)
+    seen = []
+    watch = char_model.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(int(kwargs["position_ids"].max())), with_kwargs=True)
+    force = force_token(char_model, char_model.tokenizer("7", add_special_tokens=False)["input_ids"][0])
+    try:
+        full, short = expander(char_model).expand(
+            [ExpandRequest((prompt, filler), 1, seed=0), ExpandRequest((prompt,), 1, seed=1)], GREEDY)
+    finally:
+        watch.remove()
+        force.remove()
+    assert full.children[0].end is StepEnd.CONTEXT and short.children[0].end is StepEnd.LENGTH
+    assert max(seen) <= char_model.max_context - 1  # positions run 0 .. max_context - 1

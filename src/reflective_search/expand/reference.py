@@ -42,7 +42,12 @@ class ReferenceExpander:
             out_logits, out_features = self.model(
                 step, position_ids=state["next_pos"][:, None], attention_mask=state["mask"], cache=cache
             )
-            state["next_pos"] = state["next_pos"] + 1
+            # Only live rows move on: a finished row's dummy stays at its last position, so no row
+            # is fed past the context (and dynamic RoPE, which scales by the largest position in
+            # the batch, sees the same positions whatever else shares the batch).
+            advance = torch.zeros_like(state["next_pos"])
+            advance[row_ids] = 1
+            state["next_pos"] = state["next_pos"] + advance
             return out_logits[row_ids, -1], out_features[row_ids, -1]
 
         units = all_units(requests)

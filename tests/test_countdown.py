@@ -211,6 +211,11 @@ def test_label_steps_all_good():
     assert label_steps(P, GOOD.rstrip()) == [True, True, True]
 
 
+def test_label_steps_counts_a_run_of_delimiters_once_as_the_head_does():
+    text = "7*3=21, left 8 21.\n\n.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"
+    assert label_steps(P, text) == [True, True, True]
+
+
 def test_label_steps_wrong_arithmetic_poisons_later_steps():
     text = "7*3=21, left 8 21.\n\n21+8=28, left 28.\n\nAnswer: 7*3+8.\n\n"
     assert label_steps(P, text) == [True, False, False]

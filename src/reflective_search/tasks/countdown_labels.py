@@ -18,8 +18,14 @@ _STEP_RE = re.compile(
 
 
 def _split_steps(response_text: str) -> list[str]:
-    """Steps of a response: pieces between delimiters, plus a non-empty tail."""
+    """Steps of a response: pieces between delimiters, plus a non-empty tail.
+
+    A run of adjacent delimiters ends one step, as the model's step boundary counts it, so
+    labels line up one to one with the scores the head gives.
+    """
     pieces = response_text.split(STEP_DELIMITER)
+    if len(pieces) > 2:  # drop the empty pieces between adjacent delimiters
+        pieces = pieces[:1] + [p for p in pieces[1:-1] if p] + pieces[-1:]
     if not pieces[-1].strip():
         pieces.pop()
     return [p.strip() for p in pieces]

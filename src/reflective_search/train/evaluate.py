@@ -27,7 +27,6 @@ from reflective_search.train.metrics import Scored
 from reflective_search.train.sprm import Trajectory, frozen_features, sample_trajectories
 
 
-
 def normalised_expression(response: str) -> str | None:
     expression = extract_expression(response)
     return None if expression is None else "".join(expression.split())

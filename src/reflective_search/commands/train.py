@@ -67,7 +67,7 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectories", help="a JSONL file of trajectories: reused if it exists, else written")
     parser.add_argument("--sampler", choices=["generate", "search"], default="generate",
                         help="draw the samples with transformers' generate (the shipped head's data) or through "
-                             "the search engine (about 9x faster; exactly the distribution search samples)")
+                             "the search engine (7-9x faster here; exactly the distribution search samples)")
     parser.add_argument("--labels", choices=["outcome", "steps"], default=defaults.labels,
                         help="outcome: final-answer correctness (the SPRM's only signal); steps: the step "
                              "checker's labels, a diagnostic upper bound that no shipped head may use")

@@ -1,7 +1,7 @@
 """Train the SPRM head on the policy's own trajectories, labelled only by final correctness.
 
 1. Sample several trajectories per training problem from the policy (``sample_trajectories``
-   with ``generate``, or ``sample_with_search`` through the shared-KV engine: ~9x faster).
+   with ``generate``, or ``sample_with_search`` through the shared-KV engine: 7-9x faster here).
 2. Label each by whether its final answer checks out; every step inherits that label.
    (``labels="steps"`` trains on the Countdown step checker's labels instead: a diagnostic
    upper bound on what the backbone can learn, never the shipped head.)

@@ -7,7 +7,7 @@ import pytest
 
 from reflective_search.interface import ChildStep, StepEnd
 from reflective_search.tree import ROOT, Tree
-from reflective_search.tree_ops import HAVE_NUMBA, backup, select_leaves
+from reflective_search.tree_ops import HAVE_NUMBA, backup, backup_batch, select_leaves
 
 
 def random_tree(seed: int, nodes: int = 400, fan_out: int = 3) -> Tree:
@@ -61,6 +61,28 @@ def test_numba_and_python_backup_identically():
     np.testing.assert_array_equal(a.visits, b.visits)
     np.testing.assert_array_equal(a.value_sum, b.value_sum)
     np.testing.assert_array_equal(a.value_max, b.value_max)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed: only the Python path exists")
+def test_numba_and_python_batch_backups_agree_with_one_by_one():
+    a, b, c = random_tree(8), random_tree(8), random_tree(8)
+    nodes, values = [a.size - 1, 5, a.size // 2, 5], [0.25, 0.9, 0.1, 0.3]
+    backup_batch(a, nodes, values, compiled=True)
+    backup_batch(b, nodes, values, compiled=False)
+    for node, value in zip(nodes, values):
+        backup(c, node, value, compiled=False)
+    for tree in (a, b):
+        np.testing.assert_array_equal(tree.visits, c.visits)
+        np.testing.assert_array_equal(tree.value_sum, c.value_sum)
+        np.testing.assert_array_equal(tree.value_max, c.value_max)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_fractional_virtual_loss_leaves_no_trace(compiled):
+    tree = random_tree(0)
+    for _ in range(50):
+        select_leaves(tree, 16, 1.5, virtual_loss=0.1, compiled=compiled)
+    np.testing.assert_array_equal(tree.effective_visits, tree.visits)
 
 
 def test_selection_with_virtual_loss_spreads_over_leaves():

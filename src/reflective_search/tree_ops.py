@@ -75,7 +75,9 @@ def _select_leaves(first_child, num_children, parent, visits, effective_visits, 
     for b in range(batch):
         node = out[b]
         while node >= 0:
-            effective_visits[node] -= virtual_loss
+            # Restore, not subtract: adding and removing 0.1 three times need not give back
+            # the same float, and outside a selection effective visits are the visits.
+            effective_visits[node] = visits[node]
             node = parent[node]
     return out
 

@@ -13,11 +13,12 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall, Expansion, derive_seed
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, complete, grow, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, complete, grow, merge_identical, outcome, request,
+    trajectory_score,
 )
 from reflective_search.search.vote import vote
 from reflective_search.tree import ROOT, Tree
-from reflective_search.tree_ops import backup, select_leaves
+from reflective_search.tree_ops import backup_batch, select_leaves
 
 # Rounds in a row that may select only finished leaves before the tree counts as solved
 # (re-visiting a terminal leaf costs no tokens, so the budget alone would never stop it).
@@ -58,7 +59,7 @@ def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, see
     drawn: dict[int, list] = {leaf: [] for leaf in leaves}
     forwarded = dict.fromkeys(leaves, 0)
     for attempt in range(1 + config.mcts.resample):
-        short = {leaf: k - len({c.tokens for c in drawn[leaf]}) for leaf in leaves}
+        short = {leaf: k - len(merge_identical(drawn[leaf])) for leaf in leaves}
         asking = [leaf for leaf in leaves if short[leaf] > 0]
         if not asking:
             break
@@ -88,19 +89,19 @@ def simulate(tree: Tree, config: SearchConfig) -> list[int]:
 
 def revisit_terminals(tree: Tree, leaves: Sequence[int]) -> None:
     """A selected finished leaf has nothing to expand: back its value up once more."""
-    for leaf in leaves:
-        backup(tree, leaf, float(tree.score[leaf]))
+    backup_batch(tree, leaves, tree.score[list(leaves)])
 
 
 def expand_and_backup(tree: Tree, leaves: Sequence[int], expansions, config: SearchConfig) -> list[int]:
-    """Add each leaf's children, back up every child's SPRM score; returns the finished ones."""
-    finished = []
-    for leaf, expansion in zip(leaves, expansions):
-        for child in grow(tree, leaf, expansion, config.sampling.max_steps, merge=True):
-            backup(tree, child, float(tree.score[child]))
-            if tree.terminal[child]:
-                finished.append(child)
-    return finished
+    """Add each leaf's children, back up every child's SPRM score; returns the finished ones.
+
+    Growing reads no visit counts, so all children are added first and backed up in one
+    kernel call, in the order they were added.
+    """
+    grown = [child for leaf, expansion in zip(leaves, expansions)
+             for child in grow(tree, leaf, expansion, config.sampling.max_steps, merge=True)]
+    backup_batch(tree, grown, tree.score[grown])
+    return [child for child in grown if tree.terminal[child]]
 
 
 def most_visited_leaf(tree: Tree) -> int:

@@ -149,3 +149,14 @@ def test_a_multibyte_delimiter_split_into_byte_tokens_can_end_a_step():
     boundary = StepBoundary(tokenizer, ("\u3002",))
     assert boundary.may_end[ids[-1]]
     assert boundary.find(tokenizer.decode(ids)) == (1, 2)
+
+
+def test_wrapping_a_backbone_again_adds_no_hook_and_keeps_features(char_model):
+    from reflective_search.model import ReflectiveModel
+
+    layer = char_model.decoder_layers()[-1]
+    hooks = len(layer._forward_pre_hooks)
+    again = ReflectiveModel(char_model.backbone, char_model.tokenizer, char_model.head, char_model.settings)
+    ReflectiveModel(char_model.backbone, char_model.tokenizer, char_model.head, char_model.settings)
+    assert len(layer._forward_pre_hooks) == hooks == 1
+    assert again.score_steps("Evaluate 12+7*3", RESPONSE) == char_model.score_steps("Evaluate 12+7*3", RESPONSE)

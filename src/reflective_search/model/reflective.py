@@ -33,6 +33,28 @@ class ModelSettings:
     use_chat_template: bool = True  # format prompts with the tokenizer's chat template if it has one
 
 
+def _feature_tap(layer: nn.Module) -> threading.local:
+    """Per-thread sinks for ``layer``'s input, filled by one forward pre-hook on the layer.
+
+    The hook lives as long as the backbone and is shared by every ReflectiveModel wrapping
+    it (training re-wraps the backbone with a new head): wrapping again must not stack
+    hooks. Each thread's forward collects into its own sink, so concurrent forwards (two
+    solves in two threads) never see each other's states.
+    """
+    tap = layer.__dict__.get("_reflective_feature_tap")
+    if tap is None:
+        tap = threading.local()
+
+        def record(module, args, kwargs) -> None:
+            sink = getattr(tap, "current", None)
+            if sink is not None:
+                sink.append(args[0] if args else kwargs["hidden_states"])
+
+        layer.register_forward_pre_hook(record, with_kwargs=True)
+        layer.__dict__["_reflective_feature_tap"] = tap
+    return tap
+
+
 class ReflectiveModel(nn.Module):
     """The policy and its SPRM head, sharing one backbone."""
 
@@ -44,10 +66,7 @@ class ReflectiveModel(nn.Module):
         self.settings = settings
         self.boundary = StepBoundary(tokenizer, settings.delimiters)
         self._check_head_width()
-        # One hook for the model's life; each thread's forward collects into its own sink,
-        # so concurrent forwards (two solves in two threads) never see each other's states.
-        self._sinks = threading.local()
-        self.decoder_layers()[settings.feature_layer].register_forward_pre_hook(self._record_features, with_kwargs=True)
+        self._sinks = _feature_tap(self.decoder_layers()[settings.feature_layer])
         self.eval()
 
     # -- construction ------------------------------------------------------------------
@@ -170,10 +189,6 @@ class ReflectiveModel(nn.Module):
         finally:
             self._sinks.current = None
 
-    def _record_features(self, module, args, kwargs) -> None:
-        sink = getattr(self._sinks, "current", None)
-        if sink is not None:
-            sink.append(args[0] if args else kwargs["hidden_states"])
 
     def score_features(self, features: torch.Tensor) -> torch.Tensor:
         """Step scores in [0, 1] (sigmoid of the head's logit) for features [..., H]."""

@@ -31,3 +31,26 @@ def test_resume_treats_1_and_1_point_0_as_different_points(tmp_path):
     changed = {"sweep": {"search.sampling.temperature": [1.0]}, "seeds": [0]}
     with pytest.raises(ConfigError, match="holds a run of a different config"):
         _check_same_run(tmp_path, changed, "{}\n")
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "policy", "--steps", "1"],
+    ["train", "sprm", "--model", "no-such-model"],
+    ["evaluate", "calibrate", "--problems", "1"],
+])
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: cannot create the folder (") and err.count("\n") == 1
+    assert blocker.read_text() == "not a folder"
+
+
+def test_train_sprm_refuses_a_trajectories_file_in_a_missing_folder(tmp_path, capsys):
+    target = tmp_path / "nowhere" / "t.jsonl"
+    assert main(["train", "sprm", "--model", "no-such-model", "--out", str(tmp_path / "o"),
+                 "--trajectories", str(target)]) == 2
+    assert capsys.readouterr().err == (f"error: --trajectories {target}: the folder {tmp_path / 'nowhere'} does "
+                                       f"not exist; create it or pick another path\n")

@@ -45,17 +45,26 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from reflective_search.commands import prepare_output_dir
+
     torch.set_num_threads(1)
-    results = {"calibrate": _calibrate, "heads": _heads, "search": _search}[args.which](args)
-    print(json.dumps(results, indent=1, default=_jsonable))
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / f"{args.which}.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
+        prepare_output_dir(args.out, "--out")
+    results = {"calibrate": _calibrate, "heads": _heads, "search": _search}[args.which](args)
+    text = json.dumps(_without_nan(results), indent=1, default=str)
+    print(text)
+    if args.out:
+        (Path(args.out) / f"{args.which}.json").write_text(text + "\n")
     return 0
 
 
-def _jsonable(value):
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
+def _without_nan(value):
+    """NaN (e.g. an AUC with one class only) as null: json.dumps would write invalid JSON."""
+    if isinstance(value, dict):
+        return {key: _without_nan(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _models(args) -> list:
@@ -140,12 +149,12 @@ def _search(args) -> dict:
     for count in args.numbers:
         problems = _problems(args.split, count, args.problems)
         greedy = greedy_result(model, problems)
-        report, _ = best_of_n_report(model, problems, args.samples, args.temperature)
+        report = best_of_n_report(model, problems, args.samples, args.temperature)
         row = {"greedy": greedy.as_dict(), **report}
         if not args.skip_mcts:
             row["mcts"] = {**mcts_result(model, problems, overrides).as_dict(), "overrides": overrides}
         out[f"{count} numbers"] = row
-        _print_search_table(count, row)
+        _print_search_table(count, row, args.samples)
     if args.out:
         _plot(out, Path(args.out) / "search.png")
     return out
@@ -165,12 +174,12 @@ def _parse_override(text: str) -> tuple[str, object]:
         raise ConfigError(f"--mcts {text!r}: the value is not valid YAML") from None
 
 
-def _print_search_table(count: int, row: dict) -> None:
+def _print_search_table(count: int, row: dict, samples: int) -> None:
     print(f"\n{count} numbers: method | accuracy | generated tokens / problem | s / problem")
     for method, result in row.items():
         if isinstance(result, dict) and "accuracy" in result:
             print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")
-    print(f"  pass@N {row.get('pass@8', math.nan)}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "
+    print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "
           f"logprob {row['trajectory_auc_logprob']:.3f}  step AUC by position {_fmt(row['step_auc_by_position'])}")
 
 

@@ -14,6 +14,8 @@ import argparse
 import sys
 import time
 
+from reflective_search.commands import check_writable, prepare_output_dir
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the Countdown policy or its SPRM head")
@@ -81,6 +83,7 @@ def run_policy(args: argparse.Namespace) -> int:
     from reflective_search.train.policy import PolicyConfig, train_policy
 
     torch.set_num_threads(1)
+    prepare_output_dir(args.out, "--out")
     config = PolicyConfig(
         hidden_size=args.hidden_size, layers=args.layers, heads=args.heads,
         intermediate_size=args.intermediate_size, steps=args.steps, batch_size=args.batch_size,
@@ -107,6 +110,9 @@ def run_sprm(args: argparse.Namespace) -> int:
     )
 
     torch.set_num_threads(1)
+    prepare_output_dir(args.out, "--out")
+    if args.trajectories and not Path(args.trajectories).is_file():
+        check_writable(args.trajectories, "--trajectories")
     model = ReflectiveModel.from_pretrained(args.model)
     start = time.perf_counter()
     if args.trajectories and Path(args.trajectories).is_file():

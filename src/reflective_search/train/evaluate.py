@@ -139,15 +139,15 @@ class MethodResult:
         return {"accuracy": self.accuracy, "tokens": self.tokens, "seconds": self.seconds}
 
 
-def method_result(problems: Sequence[CountdownProblem], solutions, correct: Sequence[bool] | None = None) -> MethodResult:
-    correct = correct if correct is not None else [check_answer(p, s.text) for p, s in zip(problems, solutions)]
+def method_result(problems: Sequence[CountdownProblem], solutions) -> MethodResult:
+    correct = [check_answer(p, s.text) for p, s in zip(problems, solutions)]
     n = len(problems)
     return MethodResult(sum(correct) / n, sum(s.stats.generated_tokens for s in solutions) / n,
                         sum(s.stats.seconds for s in solutions) / n)
 
 
 def best_of_n_report(model: ReflectiveModel, problems: Sequence[CountdownProblem], n: int, temperature: float,
-                     chunk: int = 32) -> tuple[dict[str, Any], list[Scored]]:
+                     chunk: int = 32) -> dict[str, Any]:
     """Best-of-N by SPRM (the engine's pick), by mean log-probability and self-consistency, from one run."""
     overrides = {"method": "best_of_n", "best_of_n.n": n, "sampling.temperature": temperature}
     solutions = run_search(model, problems, overrides, chunk)
@@ -164,7 +164,7 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[CountdownProblem
         "step_auc_by_position": metrics.step_auc_by_position(records),
         "positive_steps": metrics.positive_step_fraction(records),
     }
-    return report, records
+    return report
 
 
 def mcts_result(model: ReflectiveModel, problems: Sequence[CountdownProblem], overrides: dict[str, Any],

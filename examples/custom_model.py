@@ -50,13 +50,13 @@ def main() -> None:
     config = {"method": "beam", "beam": {"width": 2, "expand": 2},
               "sampling": {"max_step_tokens": args.max_step_tokens, "max_steps": 4}}
     solution = ReflectiveSearch(model, config).solve(args.problem)
-    scores = model.score_steps(model.format_prompt(args.problem), solution.text)
+    scores = model.score_steps(args.problem, solution.text)
     print(f"answer: {solution.answer}, score {solution.score:.3f}, step scores {[round(s, 3) for s in scores]}")
 
     if args.out:
         model.save_pretrained(args.out)
         reloaded = ReflectiveModel.from_pretrained(args.out)
-        print(f"saved to {args.out}; reloaded scores {[round(s, 3) for s in reloaded.score_steps(model.format_prompt(args.problem), solution.text)]}")
+        print(f"saved to {args.out}; reloaded scores {[round(s, 3) for s in reloaded.score_steps(args.problem, solution.text)]}")
 
 
 if __name__ == "__main__":

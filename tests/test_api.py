@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from reflective_search import ReflectiveSearch, SearchConfig, Solution
 from reflective_search.errors import ProblemError
 from reflective_search.interface import StepEnd
+from model_hooks import force_token
 
 SMALL = {"sampling": {"max_step_tokens": 8, "max_steps": 3}, "budget": {"tokens": 96},
          "best_of_n": {"n": 3}, "majority": {"n": 3}, "beam": {"width": 2, "expand": 2},
@@ -101,8 +101,7 @@ def test_two_threads_can_solve_at_once(tiny_llama):
 def test_every_method_stops_a_path_at_the_models_context(char_model, method):
     """Steps that never end by themselves stop where the context is full; the path is final."""
     seven = char_model.tokenizer("7", add_special_tokens=False)["input_ids"][0]
-    handle = char_model.backbone.lm_head.register_forward_hook(lambda m, i, logits: logits + 1e4 * (
-        torch.arange(logits.shape[-1]) == seven))
+    handle = force_token(char_model, seven)
     try:
         settings = {**config(method), "sampling": {"max_step_tokens": 10, "max_steps": 50}, "budget": {"tokens": 400}}
         solution = ReflectiveSearch(char_model, settings).solve("Evaluate 12+7*3")

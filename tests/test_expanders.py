@@ -10,6 +10,7 @@ from reflective_search.errors import ConfigError
 from reflective_search.expand.reference import ReferenceExpander
 from reflective_search.expand.shared import SharedKVExpander
 from reflective_search.interface import ExpandRequest, StepEnd
+from model_hooks import force_token
 
 GREEDY = SamplingConfig(temperature=0.0, max_step_tokens=10)
 SAMPLED = SamplingConfig(temperature=1.0, top_p=0.9, max_step_tokens=10)
@@ -30,11 +31,11 @@ def uneven_requests(model):
 
 
 def full_recompute(model, request, step):
-    """Oracle: log p of the step's tokens and its score from one plain pass over the text."""
+    """Oracle: log p of the step's tokens from one plain pass over the text."""
     prefix = [t for segment in request.path for t in segment]
     ids = torch.tensor([prefix + list(step.tokens)])
     with torch.no_grad():
-        out = model.backbone(ids, output_hidden_states=True)
+        out = model.backbone(ids)
     logp = torch.log_softmax(out.logits[0].float(), dim=-1)
     total = sum(float(logp[len(prefix) + i - 1, t]) for i, t in enumerate(step.tokens))
     return total
@@ -149,13 +150,7 @@ def test_scoring_off_gives_same_tokens_and_zero_scores(tiny_llama):
 
 def test_eos_ends_a_step_and_is_excluded_from_text(tiny_llama):
     eos = next(iter(tiny_llama.eos_token_ids))
-
-    def favour_eos(module, inputs, logits):
-        boosted = logits.clone()
-        boosted[..., eos] += 1e4  # EOS becomes the argmax at every position
-        return boosted
-
-    handle = tiny_llama.backbone.lm_head.register_forward_hook(favour_eos)
+    handle = force_token(tiny_llama, eos)  # EOS becomes the argmax at every position
     try:
         step = SharedKVExpander(tiny_llama).expand(uneven_requests(tiny_llama)[:1], GREEDY)[0].children[0]
     finally:
@@ -225,16 +220,6 @@ def test_a_forward_failing_part_way_leaves_a_working_expander(tiny_llama):
         expander.expand(requests[1:], GREEDY)
     got, expected = expander.expand(requests, GREEDY), fresh.expand(requests, GREEDY)
     assert [[c.tokens for c in e.children] for e in got] == [[c.tokens for c in e.children] for e in expected]
-
-
-def force_token(model, token):
-    """Make ``token`` the argmax everywhere (a forward hook on the LM head), so steps never end early."""
-    def boost(module, inputs, logits):
-        boosted = logits.clone()
-        boosted[..., token] += 1e4
-        return boosted
-
-    return model.backbone.lm_head.register_forward_hook(boost)
 
 
 @pytest.mark.parametrize("expander", [ReferenceExpander, SharedKVExpander])

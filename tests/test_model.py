@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
@@ -63,7 +61,7 @@ def test_metastone_release_loads_and_scores_identically(tiny_qwen, tmp_path):
     assert loaded.score_steps("q", RESPONSE) == pytest.approx(tiny_qwen.score_steps("q", RESPONSE), abs=1e-6)
 
 
-def test_head_width_mismatch_is_refused(tiny_llama, tiny_qwen, tmp_path):
+def test_head_width_mismatch_is_refused(tiny_llama):
     from reflective_search.model.head import build_head
 
     with pytest.raises(ModelError, match="the SPRM head reads width 32 but the backbone's hidden size is 64"):

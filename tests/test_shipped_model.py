@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from reflective_search import ReflectiveSearch
 from reflective_search.cli import main
@@ -14,7 +13,6 @@ from reflective_search.shipped import shipped_model_path
 from reflective_search.tasks.countdown import CountdownTask, verdict
 from reflective_search.train.data import PROMPT_TEMPLATE
 
-torch.set_num_threads(1)
 NAME = "countdown-tiny"
 GREEDY = {"method": "greedy", "sampling": {"max_step_tokens": 32, "max_steps": 6}}
 
@@ -28,7 +26,7 @@ def test_solve_command_uses_the_shipped_model_without_arguments(capsys):
     assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--json"]) == 0
     captured = capsys.readouterr()
     assert "tiny random model" not in captured.err
-    assert json.loads(captured.out)["answer"] is not None
+    assert json.loads(captured.out)["answer"] == "8*3+7"
 
 
 def test_shipped_model_loads_by_name_with_its_prompt_and_size(model):
@@ -52,7 +50,7 @@ def test_shipped_files_are_safetensors_within_20_mb():
 def test_problem_outside_the_format_gets_an_attempt_and_a_clear_not_solved(model):
     problem = "What is the capital of France?"
     solution = ReflectiveSearch(model, GREEDY).solve(problem)
-    assert isinstance(solution.text, str) and solution.stats.generated_tokens > 0
+    assert solution.text.endswith("Answer: 1+1+1+.....\n\n") and solution.stats.generated_tokens == 100
     assert CountdownTask().is_correct({"problem": problem}, solution.text) is False
     assert verdict(problem, solution.text).startswith("not solved: not a Countdown problem")
 
@@ -65,14 +63,24 @@ def _broken_copy(tmp_path, file_name: str):
     return copy
 
 
-@pytest.mark.parametrize("file_name", ["sprm_head.safetensors", "model.safetensors", "config.json",
-                                       "tokenizer.json", "reflective_config.json"])
-def test_truncated_checkpoint_file_is_reported_by_name(tmp_path, file_name):
+BACKBONE = ("{copy}: the backbone or tokenizer files are corrupted or incomplete (",
+            "): re-save the model (or reinstall the package for a shipped one)")
+
+
+@pytest.mark.parametrize("file_name, start, end", [
+    ("sprm_head.safetensors", "{copy}/sprm_head.safetensors is corrupted or truncated (",
+     "): re-save or reinstall the model"),
+    ("model.safetensors", *BACKBONE),
+    ("config.json", *BACKBONE),
+    ("tokenizer.json", *BACKBONE),
+    ("reflective_config.json", "{copy}/reflective_config.json is unreadable or incomplete (", "): re-save the model"),
+])
+def test_truncated_checkpoint_file_is_reported_by_name(tmp_path, file_name, start, end):
     copy = _broken_copy(tmp_path, file_name)
     with pytest.raises(ModelError) as error:
         ReflectiveModel.from_pretrained(copy)
     message = str(error.value)
-    assert str(copy) in message and ("re-save" in message or "reinstall" in message or "missing" in message)
+    assert message.startswith(start.format(copy=copy)) and message.endswith(end) and "\n" not in message
 
 
 def test_solve_command_prints_a_verdict_for_a_problem_outside_the_format(capsys):

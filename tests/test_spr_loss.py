@@ -7,8 +7,6 @@ import torch
 
 from reflective_search.train.losses import balanced_bce_loss, class_balanced_weights, spr_loss
 
-torch.set_num_threads(1)
-
 
 def softplus(x: float) -> float:
     return math.log1p(math.exp(x))

@@ -8,15 +8,13 @@ import torch
 from reflective_search import ReflectiveSearch
 from reflective_search.cli import main
 from reflective_search.model.reflective import ReflectiveModel
-from reflective_search.tasks.countdown import CountdownProblem
-from reflective_search.train.data import held_out_keys
+from reflective_search.tasks.countdown import CountdownProblem, check_answer, problem_key
+from reflective_search.train.data import draw_example, held_out_keys
 from reflective_search.train.policy import PolicyConfig, build_policy, make_batch
 from reflective_search.train.sprm import (
     Trajectory, frozen_features, make_step_batch, sample_trajectories, sample_with_search, training_problems,
 )
-from reflective_search.tasks.countdown import check_answer
 
-torch.set_num_threads(1)
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64"]
 
 
@@ -92,11 +90,14 @@ def test_step_batch_reads_each_step_where_its_delimiter_is_emitted():
     assert batch.labels.tolist() == [0.0, 0.0]
 
 
-def test_policy_batches_never_contain_held_out_problems():
-    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+def test_training_draws_never_contain_held_out_problems_and_always_solve_them():
     rng, held_out = random.Random(0), held_out_keys()
+    examples = [draw_example(rng, count) for count in (3, 4) for _ in range(150)]
+    assert not [e for e in examples if problem_key(e.problem) in held_out]
+    assert all(check_answer(e.problem, e.response) for e in examples)
     problems = training_problems(300, [3, 4], seed=0)
-    assert all((tuple(sorted(p.numbers)), p.target) not in held_out for p in problems)
+    assert not [p for p in problems if problem_key(p) in held_out]
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
     batch = make_batch(model, rng, PolicyConfig(batch_size=4))
     assert (batch["labels"] != -100).sum() > 0
 
@@ -106,6 +107,7 @@ def test_sampled_trajectories_are_labelled_by_the_checker():
     problems = [CountdownProblem((3, 7, 8), 29), CountdownProblem((2, 5), 10)]
     trajectories = sample_trajectories(model, problems, 2, 1.0, max_new_tokens=12)
     assert len(trajectories) == 4
+    assert all(t.correct == check_answer(t.problem, t.response) for t in trajectories)
     assert all(t.correct is False for t in trajectories)  # a random policy cannot write a valid answer in 12 chars
 
 
@@ -140,10 +142,10 @@ def test_search_sampler_draws_fresh_samples_for_a_repeated_problem():
     assert len(sample_with_search(model, [a, b], 2, 0.0, progress=False)) == 2  # temperature 0: one greedy each
 
 
-def test_train_sprm_with_the_search_sampler_and_step_labels(tmp_path):
-    policy, out, file = tmp_path / "policy", tmp_path / "head", tmp_path / "t.jsonl"
-    assert main(["train", "policy", "--out", str(policy), "--steps", "1", "--batch-size", "2", *TINY]) == 0
-    assert main(["train", "sprm", "--model", str(policy), "--out", str(out), "--problems", "2", "--samples", "2",
+def test_train_sprm_with_the_search_sampler_and_step_labels(trained, tmp_path):
+    out, file = tmp_path / "head", tmp_path / "t.jsonl"
+    assert main(["train", "sprm", "--model", str(trained[0]), "--out", str(out), "--problems", "2", "--samples", "2",
                  "--epochs", "1", "--sampler", "search", "--labels", "steps", "--trajectories", str(file)]) == 0
     assert len(file.read_text().splitlines()) == 4
-    assert ReflectiveModel.from_pretrained(out).head is not None
+    policy, model = ReflectiveModel.from_pretrained(trained[0]), ReflectiveModel.from_pretrained(out)
+    assert not torch.equal(policy.head[0].weight, model.head[0].weight)

@@ -80,3 +80,9 @@ def test_replace_applies_dotted_overrides():
 def test_a_section_must_be_a_mapping_or_null(value):
     with pytest.raises(ConfigError, match=r"^mcts: expected a mapping of keys"):
         config_from_dict({"mcts": value})
+
+
+def test_every_expander_name_the_config_accepts_can_be_built_and_no_other():
+    from reflective_search import config, expand
+
+    assert set(expand.EXPANDERS) == set(config.EXPANDERS)

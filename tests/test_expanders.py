@@ -210,6 +210,7 @@ def test_a_forward_failing_part_way_leaves_a_working_expander(tiny_llama):
     expander, fresh = SharedKVExpander(tiny_llama), SharedKVExpander(tiny_llama)
     requests = uneven_requests(tiny_llama)
     expander.expand(requests[:1], GREEDY)
+    before = expander.computed_tokens
 
     def fail_once(module, args, kwargs):
         handle.remove()
@@ -220,6 +221,7 @@ def test_a_forward_failing_part_way_leaves_a_working_expander(tiny_llama):
         expander.expand(requests[1:], GREEDY)
     got, expected = expander.expand(requests, GREEDY), fresh.expand(requests, GREEDY)
     assert [[c.tokens for c in e.children] for e in got] == [[c.tokens for c in e.children] for e in expected]
+    assert expander.computed_tokens == before + fresh.computed_tokens  # the reset keeps the counters
 
 
 @pytest.mark.parametrize("expander", [ReferenceExpander, SharedKVExpander])

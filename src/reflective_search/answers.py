@@ -15,6 +15,9 @@ from fractions import Fraction
 _ANSWER = re.compile(r"Answer\s*:[ \t]*(\S.*)")  # a label with nothing after it states nothing
 _BOXED = "\\boxed{"
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+# With its timeouts off (we call it from threads), math-verify warns on every call. Set
+# once: setLevel clears every logger's cache, and a vote compares answers pairwise.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def extract_answer(text: str) -> str | None:
@@ -76,8 +79,6 @@ def _math_verify_equal(a: str, b: str) -> bool:
         from math_verify import parse, verify
     except ImportError:
         return False
-    # With its timeouts off (we call it from threads), math-verify warns on every call.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
     try:
         gold = parse(_as_latex(a), parsing_timeout=None)
         guess = parse(_as_latex(b), parsing_timeout=None)

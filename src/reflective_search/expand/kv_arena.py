@@ -55,20 +55,24 @@ class Segment:
 
 class KVArena:
     def __init__(self, model: ReflectiveModel, budget: int | None) -> None:
-        from transformers import DynamicCache
-
         self.model = model
         self.budget = budget  # most slots resident at once (None: unbounded, one lane per tree)
-        self.cache = DynamicCache()
-        self.length = 0  # slots per lane, garbage included
-        self.lane_roots: list[Segment | None] = []  # the prompt each lane holds (None: free)
         self.computed_tokens = 0  # real tokens ever fed through the model (padding excluded)
         self.peak_slots = 0  # most slots ever held, over all lanes
         self.bytes_per_slot = _bytes_per_token(model)
-        self._segments: dict[tuple[int, TokenIds], Segment] = {}
         self._uids = itertools.count(1)
-        self._clock = 0
         self._neg = torch.finfo(self._dtype).min
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every cached token (after a forward failed part-way); the counters stay."""
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache()
+        self.length = 0  # slots per lane, garbage included
+        self.lane_roots: list[Segment | None] = []  # the prompt each lane holds (None: free)
+        self._segments: dict[tuple[int, TokenIds], Segment] = {}
+        self._clock = 0
 
     # -- naming ------------------------------------------------------------------------------
 
@@ -176,7 +180,8 @@ class KVArena:
         self.grow(width, plan.real_tokens)
         lanes = torch.tensor([lane for lane, _ in plan.outputs])
         out_rows = torch.tensor([row for _, row in plan.outputs])
-        picked = logits[lanes, torch.tensor([rows.index(r) for r in out_rows.tolist()])]
+        row_at = {row: index for index, row in enumerate(rows)}  # logits_to_keep kept only these rows
+        picked = logits[lanes, torch.tensor([row_at[row] for _, row in plan.outputs])]
         last_features = features[lanes, out_rows] if features is not None else None
         return picked, last_features, plan.cost
 

@@ -68,7 +68,7 @@ class SharedKVExpander:
             except BaseException:
                 # A forward that failed part-way (out of memory, Ctrl-C, NaN scores) leaves
                 # layers of unequal length: start from an empty arena rather than a broken one.
-                self.arena = KVArena(self.model, self.arena.budget)
+                self.arena.reset()
                 raise
             units = all_units(requests)
             children = group_by_request(requests, units, [steps[u] for u in units])

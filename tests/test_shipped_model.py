@@ -104,3 +104,9 @@ def test_evaluate_refuses_a_bad_override_before_any_work(capsys):
 def test_evaluate_refuses_malformed_override_yaml_in_one_line(capsys):
     assert main(["evaluate", "search", "--problems", "1", "--mcts", "budget.tokens=[1"]) == 2
     assert capsys.readouterr().err == "error: --mcts 'budget.tokens=[1': the value is not valid YAML\n"
+
+
+def test_evaluate_refuses_an_override_without_a_value_in_one_line(capsys):
+    assert main(["evaluate", "search", "--problems", "1", "--mcts", "budget.tokens"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --mcts 'budget.tokens' must look like key=value, e.g. budget.tokens=400\n")

@@ -10,9 +10,9 @@ import time
 
 import torch
 
+from reflective_search.config import METHODS
 from reflective_search.facade import ReflectiveSearch
 
-METHODS = ("greedy", "majority", "best_of_n", "beam", "mcts")
 PROBLEMS = ("Numbers: 3 7 8. Target: 29.", "Numbers: 2 5 9. Target: 19.", "Numbers: 4 4 6. Target: 40.",
             "Numbers: 1 6 9. Target: 15.")
 OVERRIDES = {"sampling": {"max_step_tokens": 24, "max_steps": 6, "temperature": 1.0},

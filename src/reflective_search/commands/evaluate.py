@@ -143,7 +143,10 @@ def _search(args) -> dict:
     from reflective_search.config import SearchConfig
 
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
-    overrides = {"sampling.temperature": args.temperature, **dict(_parse_override(o) for o in args.mcts)}
+    from reflective_search.experiments.spec import parse_override
+
+    overrides = {"sampling.temperature": args.temperature,
+                 **dict(parse_override(o, "--mcts", "budget.tokens=400") for o in args.mcts)}
     SearchConfig().replace(**overrides)
     model, out = _models(args)[0], {}
     for count in args.numbers:
@@ -158,20 +161,6 @@ def _search(args) -> dict:
     if args.out:
         _plot(out, Path(args.out) / "search.png")
     return out
-
-
-def _parse_override(text: str) -> tuple[str, object]:
-    import yaml
-
-    from reflective_search.errors import ConfigError
-
-    if "=" not in text:
-        raise ConfigError(f"--mcts {text!r}: expected KEY=VALUE, e.g. budget.tokens=400")
-    key, value = text.split("=", 1)
-    try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise ConfigError(f"--mcts {text!r}: the value is not valid YAML") from None
 
 
 def _print_search_table(count: int, row: dict, samples: int) -> None:

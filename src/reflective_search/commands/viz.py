@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reflective_search.commands import check_writable
 from reflective_search.errors import ConfigError
+from reflective_search.viz.png import MAX_NODES
 
 OUTPUT_SUFFIXES = (".html", ".png", ".svg", ".dot")
 
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="OUT", help="output file; its suffix picks the form "
                         f"({', '.join(OUTPUT_SUFFIXES)}); default: TREE.html")
     parser.add_argument("--title", help="the viewer's title (default: the prompt's first line)")
-    parser.add_argument("--max-nodes", type=int, default=200, help="PNG/SVG: draw at most this many nodes (default 200)")
+    parser.add_argument("--max-nodes", type=int, default=MAX_NODES,
+                        help=f"PNG/SVG: draw at most this many nodes (default {MAX_NODES})")
     parser.set_defaults(func=run)
 
 

@@ -66,15 +66,18 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     return spec_from_dict(data, default_output_dir=f"runs/{Path(path).stem}")
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``a.b=value`` -> ("a.b", value), the value read as a YAML scalar or list."""
+def parse_override(text: str, label: str = "override", example: str = "search.mcts.children=2") -> tuple[str, Any]:
+    """``a.b=value`` -> ("a.b", value), the value read as a YAML scalar or list.
+
+    ``label`` names the option in errors (``--mcts`` for ``evaluate``), ``example`` shows a valid one.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like key=value, e.g. search.mcts.children=2")
+        raise ConfigError(f"{label} {text!r} must look like key=value, e.g. {example}")
     try:
         return key.strip(), yaml.safe_load(raw)
     except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+        raise ConfigError(f"{label} {text!r}: the value is not valid YAML") from None
 
 
 def apply_override(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:

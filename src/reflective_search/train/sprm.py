@@ -151,10 +151,10 @@ def _tree_trajectories(model: ReflectiveModel, problem: CountdownProblem, tree) 
     stop = set(model.eos_token_ids)  # the engine ends a path only at EOS (its last token)
     out = []
     for leaf in [node for node in tree.leaves() if node != 0]:
-        ids = [t for node in tree.path(leaf)[1:] for t in tree.node_tokens(node)]
+        prompt, *steps = tree.token_path(leaf)
         response = tree.response_text(leaf)
-        out.append(Trajectory(problem, tuple(tree.node_tokens(0)), tuple(_until(ids, stop)), response,
-                              check_answer(problem, response)))
+        ids = _until([t for step in steps for t in step], stop)
+        out.append(Trajectory(problem, tuple(prompt), tuple(ids), response, check_answer(problem, response)))
     return out
 
 

@@ -123,7 +123,12 @@ def test_step_labels_are_the_checkers_and_outcome_labels_the_trajectorys():
     right = trajectory(model, problem, "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n")
     bent = trajectory(model, problem, "7*3=21, left 8 21.\n\n21-8=29, left 29.\n\nAnswer: 7*3-8.\n\n")
     assert make_step_batch(model, [right, bent], "steps").labels.tolist() == [1, 1, 1, 1, 0, 0]
-    assert make_step_batch(model, [right, bent], "outcome").labels.tolist() == [1, 1, 1, 0, 0, 0]
+    batch = make_step_batch(model, [right, bent], "outcome")
+    assert batch.labels.tolist() == [1, 1, 1, 0, 0, 0]
+    prompt, response = len(right.prompt_ids), list(right.response_ids)
+    # the joint policy loss learns the right trajectory's response and nothing of the bent one
+    assert batch.policy_labels[0].tolist() == [-100] * prompt + response
+    assert batch.policy_labels[1].tolist() == [-100] * batch.policy_labels.shape[1]
     with pytest.raises(ValueError, match="labels='step': use 'outcome' or 'steps'"):
         make_step_batch(model, [right], "step")
 

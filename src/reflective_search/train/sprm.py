@@ -28,6 +28,7 @@ from reflective_search.model.reflective import ReflectiveModel
 from reflective_search.tasks.countdown import SEARCH_LIMITS, CountdownProblem, check_answer
 from reflective_search.tasks.countdown_labels import label_steps
 from reflective_search.train.losses import LOSSES
+from reflective_search.train.policy import pad_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,7 @@ class StepBatch:
     positions: torch.Tensor  # [S] where its feature is read
     labels: torch.Tensor  # [S] its trajectory's correctness (0/1), or its step label (diagnostic)
     step_index: torch.Tensor  # [S] the step's position in its trajectory (0 = first)
+    policy_labels: torch.Tensor  # [B, T] response tokens of correct trajectories, -100 elsewhere (joint loss)
 
 
 def make_step_batch(model: ReflectiveModel, trajectories: Sequence[Trajectory], labels: str = "outcome") -> StepBatch:
@@ -183,20 +185,19 @@ def make_step_batch(model: ReflectiveModel, trajectories: Sequence[Trajectory], 
     the step checker's labels (diagnostic only; a step past the checker's list is bad).
     """
     sequences = [list(t.prompt_ids) + list(t.response_ids) for t in trajectories]
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), model.tokenizer.pad_token_id)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    # The policy learns only from correct trajectories: a wrong one's "prompt" is all of it.
+    padded = pad_batch([(sequence, len(t.prompt_ids) if t.correct else len(sequence))
+                        for t, sequence in zip(trajectories, sequences)], model.tokenizer.pad_token_id)
     rows, positions, targets, index = [], [], [], []
-    for row, (trajectory, sequence) in enumerate(zip(trajectories, sequences)):
-        input_ids[row, : len(sequence)] = torch.tensor(sequence)
-        mask[row, : len(sequence)] = 1
+    for row, trajectory in enumerate(trajectories):
         found = step_positions(model, trajectory)
         rows += [row] * len(found)
         positions += found
         targets += _step_targets(trajectory, len(found), labels)
         index += list(range(len(found)))
-    return StepBatch(input_ids, mask, torch.tensor(rows, dtype=torch.long), torch.tensor(positions, dtype=torch.long),
-                     torch.tensor(targets), torch.tensor(index, dtype=torch.long))
+    return StepBatch(padded["input_ids"], padded["attention_mask"], torch.tensor(rows, dtype=torch.long),
+                     torch.tensor(positions, dtype=torch.long), torch.tensor(targets),
+                     torch.tensor(index, dtype=torch.long), padded["labels"])
 
 
 def _step_targets(trajectory: Trajectory, steps: int, labels: str) -> list[float]:
@@ -319,11 +320,7 @@ def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss
     logits, features = model(batch.input_ids, position_ids=positions, attention_mask=batch.attention_mask)
     features = scale_gradient(features[batch.rows, batch.positions], config.backbone_scale)
     head_loss = loss_fn(model.head(features).squeeze(-1), batch.labels)
-    targets = batch.input_ids.clone()
-    for row, trajectory in enumerate(trajectories):
-        keep_from = len(trajectory.prompt_ids) if trajectory.correct else targets.shape[1]
-        targets[row, :keep_from] = -100
-    targets[batch.attention_mask == 0] = -100
+    targets = batch.policy_labels
     if (targets[:, 1:] != -100).any():
         policy_loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets[:, 1:].reshape(-1), ignore_index=-100)

@@ -154,3 +154,20 @@ def test_train_sprm_with_the_search_sampler_and_step_labels(trained, tmp_path):
     assert len(file.read_text().splitlines()) == 4
     policy, model = ReflectiveModel.from_pretrained(trained[0]), ReflectiveModel.from_pretrained(out)
     assert not torch.equal(policy.head[0].weight, model.head[0].weight)
+
+
+def test_mean_logprob_of_a_padded_batch_equals_each_trajectory_alone():
+    from reflective_search.train.evaluate import mean_logprobs
+
+    model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
+    problem = CountdownProblem((3, 7, 8), 29)
+    long = trajectory(model, problem, "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n")
+    short = trajectory(model, problem, "8-7=1, left 3 1.\n\n")
+    ids = list(short.prompt_ids) + list(short.response_ids)
+    with torch.no_grad():
+        logp = torch.log_softmax(model.backbone(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+    start = len(short.prompt_ids) - 1
+    expected = float(logp[torch.arange(start, len(ids) - 1), torch.tensor(ids[start + 1:])].mean())
+    batched = mean_logprobs(model, [long, short])
+    assert batched[1] == pytest.approx(expected, abs=1e-5)
+    assert batched[0] == pytest.approx(mean_logprobs(model, [long])[0], abs=1e-5)

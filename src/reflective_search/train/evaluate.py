@@ -54,14 +54,15 @@ def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory
 @torch.no_grad()
 def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 256) -> list[float]:
     """The policy's mean log-probability per response token (temperature 1) of each trajectory."""
-    from reflective_search.train.sprm import make_step_batch
+    from reflective_search.train.policy import pad_batch
 
     out = []
     for first in range(0, len(trajectories), batch_size):
         chunk = trajectories[first: first + batch_size]
-        batch = make_step_batch(model, chunk)
-        logits, _ = model(batch.input_ids, attention_mask=batch.attention_mask, with_features=False)
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+        batch = pad_batch([(list(t.prompt_ids) + list(t.response_ids), 0) for t in chunk], model.tokenizer.pad_token_id)
+        ids = batch["input_ids"]
+        logits, _ = model(ids, attention_mask=batch["attention_mask"], with_features=False)
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
         for row, t in enumerate(chunk):
             start, end = len(t.prompt_ids) - 1, len(t.prompt_ids) + len(t.response_ids) - 1
             # An empty response has no likelihood to speak for it: rank it last, not (as NaN) first.

@@ -345,3 +345,20 @@ def test_cli_refuses_an_output_dir_that_cannot_be_written(tmp_path):
     assert (code, out) == (2, "")
     assert err == f"error: output_dir {blocker / 'run'} is not writable (Not a directory): pick another output_dir\n"
     assert blocker.read_text(encoding="utf-8") == "not a directory"
+
+
+SHIPPED_CONFIGS = sorted((Path(__file__).parent.parent / "search_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_search_config_loads(path):
+    from reflective_search.experiments.spec import load_experiment
+
+    spec = load_experiment(path)
+    assert str(spec.output_dir) == f"runs/{path.stem}"
+    if path.stem in ("greedy", "majority", "best_of_n", "beam", "mcts"):
+        assert spec.search.method == path.stem
+
+
+def test_the_shipped_configs_are_all_there():
+    assert len(SHIPPED_CONFIGS) == 8

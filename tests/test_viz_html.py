@@ -378,6 +378,7 @@ def test_viz_command_writes_html_png_svg_and_dot(tmp_path):
         assert main(["viz", str(source), "-o", str(tmp_path / f"out{suffix}")]) == 0
     assert (tmp_path / "out.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert png_size(tmp_path / "out.png") == (1600, 1000)
+    assert (tmp_path / "out.svg").read_text(encoding="utf-8").startswith("<?xml")
     assert (tmp_path / "out.dot").read_text(encoding="utf-8") == fake_tree().to_dot()
 
 

@@ -55,16 +55,18 @@ def _best_child(node, first_child, num_children, visits, effective_visits, value
 
 
 def _select_leaves(first_child, num_children, parent, visits, effective_visits, value_sum, value_max,
-                   prior, terminal, batch, c_puct, use_max, virtual_loss, out):
-    """Pick ``batch`` leaves by PUCT descents from the root, with virtual loss between them.
+                   prior, terminal, starts, c_puct, use_max, virtual_loss, out):
+    """Pick one leaf per entry of ``starts`` by a PUCT descent from that node, with virtual
+    loss between descents (the root for PUCT; a root child chosen by Gumbel MCTS).
 
-    Writes leaf ids into ``out[:batch]``; the same leaf may appear twice when virtual loss
-    is too weak to push the next descent elsewhere (callers de-duplicate). Virtual loss is
-    added along each chosen path and removed again before returning, so it only shapes the
-    choices inside this batch.
+    Writes leaf ids into ``out[:len(starts)]``; the same leaf may appear twice when virtual
+    loss is too weak to push the next descent elsewhere (callers de-duplicate). Virtual loss
+    is added along each chosen path up to the root and removed again before returning, so it
+    only shapes the choices inside this batch.
     """
+    batch = len(starts)
     for b in range(batch):
-        node = 0
+        node = starts[b]
         while num_children[node] > 0 and not terminal[node]:
             node = _best_child(node, first_child, num_children, visits, effective_visits, value_sum,
                                value_max, prior, c_puct, use_max)
@@ -120,12 +122,17 @@ else:  # pragma: no cover
 
 
 def select_leaves(tree: Tree, batch: int, c_puct: float, use_max: bool = False,
-                  virtual_loss: float = 1.0, compiled: bool = True) -> list[int]:
-    """Distinct leaves (possibly terminal) chosen by ``batch`` PUCT descents."""
+                  virtual_loss: float = 1.0, compiled: bool = True, starts=None) -> list[int]:
+    """Distinct leaves (possibly terminal) chosen by ``batch`` PUCT descents.
+
+    ``starts`` (length ``batch``) names the node each descent begins at; None: the root.
+    """
     kernel = select_leaves_nb if compiled else select_leaves_py
     out = np.zeros(batch, np.int32)
+    starts = np.zeros(batch, np.int32) if starts is None else np.asarray(starts, np.int32)
+    assert len(starts) == batch, "one start node per descent"
     kernel(tree.first_child, tree.num_children, tree.parent, tree.visits, tree.effective_visits, tree.value_sum,
-           tree.value_max, tree.prior, tree.terminal, batch, c_puct, use_max, virtual_loss, out)
+           tree.value_max, tree.prior, tree.terminal, starts, c_puct, use_max, virtual_loss, out)
     return list(dict.fromkeys(int(n) for n in out))
 
 

@@ -20,6 +20,7 @@ from reflective_search.tree_ops import (
 )
 
 BATCH, FAN_OUT, C_PUCT = 16, 4, 1.5
+ROOTS = np.zeros(BATCH, np.int32)  # every descent starts at the root
 
 
 def grow_tree(nodes: int, seed: int = 0) -> Tree:
@@ -41,7 +42,7 @@ def grow_tree(nodes: int, seed: int = 0) -> Tree:
 
 def _select(kernel, tree: Tree, out: np.ndarray) -> np.ndarray:
     return kernel(tree.first_child, tree.num_children, tree.parent, tree.visits, tree.effective_visits,
-                  tree.value_sum, tree.value_max, tree.prior, tree.terminal, BATCH, C_PUCT, False, 1.0, out)
+                  tree.value_sum, tree.value_max, tree.prior, tree.terminal, ROOTS, C_PUCT, False, 1.0, out)
 
 
 def sims_per_second(tree: Tree, select, backup, seconds: float) -> float:
@@ -60,7 +61,7 @@ def _rounds(rounds, first_child, num_children, parent, visits, effective_visits,
     """``rounds`` x (select 16 leaves with virtual loss, back each up): the kernels alone."""
     for _ in range(rounds):
         select(first_child, num_children, parent, visits, effective_visits, value_sum, value_max, prior, terminal,
-               BATCH, C_PUCT, False, 1.0, out)
+               ROOTS, C_PUCT, False, 1.0, out)
         back(parent, visits, effective_visits, value_sum, value_max, out, values)
 
 

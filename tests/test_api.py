@@ -12,8 +12,8 @@ from model_hooks import force_token
 
 SMALL = {"sampling": {"max_step_tokens": 8, "max_steps": 3}, "budget": {"tokens": 96},
          "best_of_n": {"n": 3}, "majority": {"n": 3}, "beam": {"width": 2, "expand": 2},
-         "mcts": {"children": 2, "batch_leaves": 2}}
-METHODS = ["greedy", "majority", "best_of_n", "beam", "mcts"]
+         "dvts": {"n": 4, "width": 2}, "rebase": {"width": 3}, "mcts": {"children": 2, "batch_leaves": 2}}
+METHODS = ["greedy", "majority", "best_of_n", "beam", "dvts", "rebase", "mcts"]
 
 
 def config(method, **extra):
@@ -30,8 +30,14 @@ def test_every_method_returns_a_complete_solution(tiny_llama, method):
     stats = solution.stats
     assert stats.generated_tokens > 0 and stats.forwarded_tokens > 0 and stats.expansions > 0 and stats.seconds > 0
     tree_tokens = int(solution.tree.token_len[1 : solution.tree.size].sum())
-    # beam and MCTS merge identical siblings, whose tokens were still generated
+    # beam, DVTS, REBASE and MCTS merge identical siblings, whose tokens were still generated
     assert stats.generated_tokens == tree_tokens if method in ("greedy", "majority", "best_of_n") else stats.generated_tokens >= tree_tokens
+
+
+def test_gumbel_root_mcts_returns_a_complete_solution(tiny_llama):
+    options = {"mcts": {"children": 2, "batch_leaves": 2, "root": "gumbel", "gumbel": {"considered": 2}}}
+    solution = ReflectiveSearch(tiny_llama, config("mcts", **options)).solve("Evaluate: 12+7*3")
+    assert solution.tree.terminal[solution.tree.chosen] and solution.stats.generated_tokens > 0
 
 
 @pytest.mark.parametrize("method", ["best_of_n", "mcts"])

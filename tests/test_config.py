@@ -60,7 +60,7 @@ def test_budget_needs_a_limit():
 
 
 def test_method_must_be_known():
-    with pytest.raises(ConfigError, match=r"method: 'dfs' is not allowed; expected greedy \| majority \| best_of_n \| beam \| mcts"):
+    with pytest.raises(ConfigError, match=r"method: 'dfs' is not allowed; expected greedy \| majority \| best_of_n \| beam \| dvts \| rebase \| mcts"):
         SearchConfig(method="dfs")
 
 

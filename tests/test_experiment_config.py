@@ -84,7 +84,7 @@ REFUSED = {
     "unknown search key": (
         {"search": {"mcts": {"childrn": 2}}},
         "unknown key 'search.mcts.childrn' (did you mean 'children'?); valid keys: children, c_puct, "
-        "batch_leaves, backup, answer, aggregate, virtual_loss"),
+        "batch_leaves, backup, aggregate, virtual_loss, resample, root, gumbel"),
     "unknown problems key": (
         {"problems": {"generater": "countdown"}},
         "unknown key 'problems.generater' (did you mean 'generator'?); valid keys: file, generator, count, seed, "

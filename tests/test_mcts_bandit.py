@@ -14,9 +14,9 @@ SCORES = {(0,): 0.6, (1,): 0.4, (0, 0): 0.3, (0, 1): 0.2, (1, 0): 0.9, (1, 1): 0
 TEXTS = {(0, 0): "Answer: 1.\n\n", (0, 1): "Answer: 2.\n\n", (1, 0): "Answer: 3.\n\n", (1, 1): "Answer: 1.\n\n"}
 
 
-def run(**mcts_options):
+def run(select="best", **mcts_options):
     expander = BanditExpander(SCORES, TEXTS)
-    config = {"method": "mcts", "budget": {"tokens": None, "expansions": 3},
+    config = {"method": "mcts", "budget": {"tokens": None, "expansions": 3}, "select": select,
               "mcts": {"children": 2, "c_puct": 1.0, "batch_leaves": 1, **mcts_options}}
     solution = ReflectiveSearch(NullModel(), config, expander=expander).solve("bandit")
     return solution, expander
@@ -48,8 +48,8 @@ def test_mcts_best_score_answer_is_highest_geometric_mean():
     assert solution.tree.chosen == solution.tree.children(solution.tree.children(ROOT)[1])[0]
 
 
-def test_mcts_vote_answer_sums_weights_per_answer():
-    solution, _ = run(answer="vote")
+def test_mcts_weighted_vote_sums_path_scores_per_answer():
+    solution, _ = run(select="weighted_vote")
     # answer "1" gathers AA .424 + BB .566 = .99 > "3" with .6; the best "1" path is BB
     assert solution.answer == "1"
     assert solution.score == pytest.approx((0.4 * 0.8) ** 0.5)

@@ -18,11 +18,13 @@ from typing import Any, Mapping
 
 from reflective_search.errors import ConfigError
 
-METHODS = ("greedy", "majority", "best_of_n", "beam", "mcts")
+METHODS = ("greedy", "majority", "best_of_n", "beam", "dvts", "rebase", "mcts")
 EXPANDERS = ("reference", "shared")
 AGGREGATES = ("geometric", "min", "last", "mean", "product")
 BACKUPS = ("mean", "max")
-ANSWER_RULES = ("best_score", "vote")
+SELECTIONS = ("best", "vote", "weighted_vote")
+ANSWER_KEYS = ("math", "countdown")  # the tasks that say when two answers are one vote
+ROOT_RULES = ("puct", "gumbel")
 EFFORT_N = {"low": 2, "medium": 8, "high": 32}  # MetaStone-S1 reasoning-effort modes
 
 
@@ -98,25 +100,68 @@ class BeamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DVTSConfig:
+    n: int = 8  # trajectories in all: n / width independent subtrees, one per distinct first step
+    width: int = 4  # children sampled per subtree per step; the best-scored one continues
+    aggregate: str = "geometric"  # how step scores rank a path (within a subtree, and at the end)
+
+    def __post_init__(self) -> None:
+        _require(self.width >= 1, "dvts.width", "an integer >= 1", self.width)
+        _require(self.n >= 1, "dvts.n", "an integer >= 1", self.n)
+        _require(self.n % self.width == 0, "dvts.n", f"a multiple of dvts.width ({self.width})", self.n)
+        _require(self.aggregate in AGGREGATES, "dvts.aggregate", " | ".join(AGGREGATES), self.aggregate)
+
+    @property
+    def subtrees(self) -> int:
+        return self.n // self.width
+
+
+@dataclass(frozen=True, slots=True)
+class RebaseConfig:
+    width: int = 8  # children per depth, shared among open nodes; also the finished paths wanted
+    temperature: float = 0.2  # softmax temperature over SPRM step scores (lower: greedier), > 0
+    aggregate: str = "geometric"  # how step scores rank a finished path
+
+    def __post_init__(self) -> None:
+        _require(self.width >= 1, "rebase.width", "an integer >= 1", self.width)
+        _require(self.temperature > 0, "rebase.temperature", "a number > 0", self.temperature)
+        _require(self.aggregate in AGGREGATES, "rebase.aggregate", " | ".join(AGGREGATES), self.aggregate)
+
+
+@dataclass(frozen=True, slots=True)
+class GumbelConfig:
+    considered: int = 4  # root children kept by Gumbel-top-k (at most mcts.children)
+    scale: float = 1.0  # multiplies the Gumbel noise; 0 keeps the top-k by prior
+
+    def __post_init__(self) -> None:
+        _require(self.considered >= 1, "mcts.gumbel.considered", "an integer >= 1", self.considered)
+        _require(self.scale >= 0, "mcts.gumbel.scale", "a number >= 0", self.scale)
+
+
+@dataclass(frozen=True, slots=True)
 class MCTSConfig:
     children: int = 4  # child steps sampled per expanded leaf (identical ones merged)
     c_puct: float = 1.5  # exploration constant in the PUCT formula
     batch_leaves: int = 4  # leaves selected (with virtual loss) and expanded per model call
     backup: str = "mean"  # mean | max: how a node's value summarises its subtree
-    answer: str = "best_score"  # best_score | vote: how the final answer is picked
     aggregate: str = "geometric"  # how step scores rank a finished trajectory
     virtual_loss: float = 1.0  # zero-valued visits added per in-flight selection
     resample: int = 0  # extra sampling rounds for a leaf whose children were not all distinct
+    root: str = "puct"  # puct | gumbel: how simulations pick the root child (PUCT below it either way)
+    gumbel: GumbelConfig = field(default_factory=GumbelConfig)  # mcts.root: gumbel only
 
     def __post_init__(self) -> None:
         _require(self.children >= 1, "mcts.children", "an integer >= 1", self.children)
         _require(self.c_puct >= 0, "mcts.c_puct", "a number >= 0", self.c_puct)
         _require(self.batch_leaves >= 1, "mcts.batch_leaves", "an integer >= 1", self.batch_leaves)
         _require(self.backup in BACKUPS, "mcts.backup", " | ".join(BACKUPS), self.backup)
-        _require(self.answer in ANSWER_RULES, "mcts.answer", " | ".join(ANSWER_RULES), self.answer)
         _require(self.aggregate in AGGREGATES, "mcts.aggregate", " | ".join(AGGREGATES), self.aggregate)
         _require(self.virtual_loss >= 0, "mcts.virtual_loss", "a number >= 0", self.virtual_loss)
         _require(self.resample >= 0, "mcts.resample", "an integer >= 0", self.resample)
+        _require(self.root in ROOT_RULES, "mcts.root", " | ".join(ROOT_RULES), self.root)
+        considered = self.gumbel.considered
+        _require(self.root != "gumbel" or considered <= self.children, "mcts.gumbel.considered",
+                 f"an integer <= mcts.children ({self.children})", considered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +175,7 @@ class ExpanderConfig:
 
 @dataclass(frozen=True, slots=True)
 class SearchConfig:
-    method: str = "mcts"  # greedy | majority | best_of_n | beam | mcts
+    method: str = "mcts"  # greedy | majority | best_of_n | beam | dvts | rebase | mcts
     expander: str = "shared"  # shared (KV shared across the tree) | reference (test oracle)
     seed: int = 0  # every random choice of a solve derives from this and the problem
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -138,7 +183,14 @@ class SearchConfig:
     best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
     majority: MajorityConfig = field(default_factory=MajorityConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
+    dvts: DVTSConfig = field(default_factory=DVTSConfig)
+    rebase: RebaseConfig = field(default_factory=RebaseConfig)
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
+    # best | vote | weighted_vote: the final pick among finished paths (best_of_n, beam, dvts,
+    # rebase, mcts): the best aggregated score, the most frequent answer, or the answer with the
+    # most aggregated score summed over its paths
+    select: str = "best"
+    answer_key: str = "math"  # math | countdown: the task whose rule makes two answers one vote
     expander_options: ExpanderConfig = field(default_factory=ExpanderConfig)
     record_history: bool = False  # snapshot the tree after every round (to replay its growth)
 
@@ -146,10 +198,18 @@ class SearchConfig:
         _require(self.method in METHODS, "method", " | ".join(METHODS), self.method)
         _require(self.expander in EXPANDERS, "expander", " | ".join(EXPANDERS), self.expander)
         _require(isinstance(self.seed, int), "seed", "an integer", self.seed)
+        _require(self.select in SELECTIONS, "select", " | ".join(SELECTIONS), self.select)
+        _require(self.answer_key in ANSWER_KEYS, "answer_key", " | ".join(ANSWER_KEYS), self.answer_key)
 
     def replace(self, **overrides: Any) -> "SearchConfig":
         """A copy with dotted-key overrides applied, e.g. replace(**{"mcts.children": 2})."""
         return config_from_dict(set_dotted(to_dict(self), overrides))
+
+
+# Keys that existed once: setting one names what replaced it (not a bare "unknown key").
+RETIRED_KEYS = {
+    (MCTSConfig, "answer"): "removed; set the top-level search key 'select' (best | vote | weighted_vote)",
+}
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -179,6 +239,8 @@ def config_from_dict(data: Mapping[str, Any], cls: type = SearchConfig, prefix: 
     kwargs = {}
     for key, value in data.items():
         where = f"{prefix}{key}"
+        if (cls, key) in RETIRED_KEYS:
+            raise ConfigError(f"{where}: {RETIRED_KEYS[cls, key]}")
         if key not in names:
             raise ConfigError(f"unknown key {where!r}{did_you_mean(str(key), names)}; valid keys: {', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], where)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from reflective_search.config import METHODS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("solve", help="solve one problem with search")
     parser.add_argument("problem", help="the problem text")
     parser.add_argument("--config", help="a search config YAML (overrides of the defaults)")
-    parser.add_argument("--method", choices=["greedy", "majority", "best_of_n", "beam", "mcts"])
+    parser.add_argument("--method", choices=METHODS)
     parser.add_argument("--model", help="a saved model directory or a shipped model's name (default: the shipped model)")
     parser.add_argument("--tree", metavar="OUT.json", help="also write the search tree as JSON")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -99,10 +99,13 @@ def apply_override(data: Mapping[str, Any], key: str, value: Any) -> dict[str, A
 def spec_from_dict(data: Mapping[str, Any], default_output_dir: str = "runs/experiment") -> ExperimentSpec:
     """Build and check an ExperimentSpec from a YAML mapping of overrides."""
     _check_keys(data, TOP_KEYS)
-    search = config_from_dict(_mapping(data.get("search"), "search"), SearchConfig, prefix="search.")
+    problems = _problems(data.get("problems"))
+    # The task says which answers are one vote, unless the search names its own rule.
+    search_data = {"answer_key": problems.task, **_mapping(data.get("search"), "search")}
+    search = config_from_dict(search_data, SearchConfig, prefix="search.")
     spec = ExperimentSpec(
         model=resolve_model(_optional_text(data.get("model"), "model")),
-        problems=_problems(data.get("problems")),
+        problems=problems,
         search=search,
         seeds=_seeds(data.get("seeds"), search.seed),
         sweep=parse_sweep(data.get("sweep")),

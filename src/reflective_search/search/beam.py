@@ -7,8 +7,9 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, grow, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, grow, outcome, request, trajectory_score,
 )
+from reflective_search.search.vote import select_answer
 from reflective_search.tree import ROOT, Tree
 
 
@@ -17,7 +18,8 @@ def beam(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
 
     All new children are ranked together by the aggregate of their path's step scores;
     the top ``width`` survive: finished ones are set aside, the rest expand next. Pruned
-    paths are released so the expander may drop their KV first.
+    paths are released so the expander may drop their KV first. The answer is picked
+    among the finished paths by ``config.select``.
     """
     tree, meter = Tree(prompt_ids, prompt_text), Meter()
     width, fan_out, aggregate = config.beam.width, config.beam.expand, config.beam.aggregate
@@ -33,5 +35,5 @@ def beam(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
         beams = [c for c in kept if not tree.terminal[c]]
         released = tuple(tree.token_path(c) for c in pruned)
         after_round(tree, config)
-    chosen, score = best_by_score(tree, finished, aggregate)
+    chosen, score = select_answer(tree, finished, config, aggregate)
     return outcome(tree, chosen, score, meter)

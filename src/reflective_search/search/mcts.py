@@ -1,9 +1,10 @@
 """Step-level MCTS with the SPRM head as value function: no rollouts, no second model.
 
-Each iteration: select a batch of leaves by PUCT with virtual loss, expand them in one
-model call (k sampled steps each, identical siblings merged), value every new child by
-its SPRM step score, and back that value up. Priors come from the policy's own step
-likelihood. The loop stops when the budget (generated tokens and/or expansions) is spent.
+Each iteration: select a batch of leaves (PUCT with virtual loss; at the root, PUCT or
+Gumbel sequential halving, ``mcts.root``), expand them in one model call (k sampled steps
+each, identical siblings merged), value every new child by its SPRM step score, and back
+that value up. Priors come from the policy's own step likelihood. The loop stops when the
+budget (generated tokens and/or expansions) is spent.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall, Expansion, derive_seed
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, complete, grow, merge_identical, outcome, request,
-    trajectory_score,
+    Meter, SearchGenerator, after_round, complete, grow, merge_identical, outcome, request,
 )
-from reflective_search.search.vote import vote
+from reflective_search.search.gumbel import (
+    GumbelDraw, HalvingState, advance_rounds, final_root_child, next_root_child, sample_gumbel, start_halving,
+)
+from reflective_search.search.vote import select_answer
 from reflective_search.tree import ROOT, Tree
 from reflective_search.tree_ops import backup_batch, select_leaves
 
@@ -25,12 +28,17 @@ from reflective_search.tree_ops import backup_batch, select_leaves
 MAX_IDLE_ROUNDS = 64
 
 
-def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
-    """Run MCTS on one problem; see the module docstring. Score: the aggregated path score."""
+def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int, *,
+         draw_gumbel: GumbelDraw = sample_gumbel) -> SearchGenerator:
+    """Run MCTS on one problem; see the module docstring. Score: the aggregated path score.
+
+    ``draw_gumbel`` gives the root's Gumbel noise (``mcts.root: gumbel``); tests fix it.
+    """
     tree, meter = Tree(prompt_ids, prompt_text), Meter()
+    root = ROOT_RULES[config.mcts.root](config, seed, draw_gumbel)
     idle, finished = 0, []
     while not budget_spent(meter, config) and idle < MAX_IDLE_ROUNDS:
-        leaves = simulate(tree, config)
+        leaves = root.simulate(tree, meter)
         open_leaves = [leaf for leaf in leaves if not tree.terminal[leaf]]
         revisit_terminals(tree, [leaf for leaf in leaves if tree.terminal[leaf]])
         idle = 0 if open_leaves else idle + 1
@@ -40,10 +48,56 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
             expansions = yield from sample_children(tree, open_leaves, config, seed, meter, released)
             finished = expand_and_backup(tree, open_leaves, expansions, config)
             after_round(tree, config)
-    if not tree.terminal_leaves():
-        yield from complete(tree, [most_visited_leaf(tree)], config, seed, meter)
-    chosen, score = choose_answer(tree, config)
+    top = root.recommend(tree)
+    if not finished_below(tree, top):
+        yield from complete(tree, [most_visited_leaf(tree, top)], config, seed, meter)
+    chosen, score = select_answer(tree, finished_below(tree, top), config, config.mcts.aggregate)
     return outcome(tree, chosen, score, meter)
+
+
+class PuctRoot:
+    """Every descent starts at the root and follows PUCT; the answer may come from anywhere."""
+
+    def __init__(self, config: SearchConfig, seed: int, draw_gumbel: GumbelDraw) -> None:
+        self.config = config
+
+    def simulate(self, tree: Tree, meter: Meter) -> list[int]:
+        return simulate(tree, self.config)
+
+    def recommend(self, tree: Tree) -> int:
+        return ROOT
+
+
+class GumbelRoot:
+    """Root children by Gumbel-top-k and sequential halving (see ``search.gumbel``).
+
+    Once the root is expanded, each descent of a batch begins at the considered child
+    with the fewest simulations; PUCT (with virtual loss) takes it from there. The answer
+    is picked among the finished paths below the final root child.
+    """
+
+    def __init__(self, config: SearchConfig, seed: int, draw_gumbel: GumbelDraw) -> None:
+        self.config, self.seed, self.draw = config, seed, draw_gumbel
+        self.use_max = config.mcts.backup == "max"
+        self.state: HalvingState | None = None
+
+    def simulate(self, tree: Tree, meter: Meter) -> list[int]:
+        if tree.is_leaf(ROOT):
+            return [ROOT]
+        options = self.config.mcts
+        if self.state is None:
+            draws = self.draw(self.seed, int(tree.num_children[ROOT]))
+            self.state = start_halving(tree, draws, options.gumbel.scale, options.gumbel.considered)
+        advance_rounds(tree, self.state, spent_fraction(meter, self.config), self.use_max)
+        starts = [next_root_child(tree, self.state, self.use_max) for _ in range(options.batch_leaves)]
+        return select_leaves(tree, len(starts), options.c_puct, use_max=self.use_max,
+                             virtual_loss=options.virtual_loss, starts=starts)
+
+    def recommend(self, tree: Tree) -> int:
+        return ROOT if self.state is None else final_root_child(tree, self.state, self.use_max)
+
+
+ROOT_RULES = {"puct": PuctRoot, "gumbel": GumbelRoot}
 
 
 def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, seed: int, meter: Meter,
@@ -74,10 +128,15 @@ def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, see
 
 
 def budget_spent(meter: Meter, config: SearchConfig) -> bool:
+    return spent_fraction(meter, config) >= 1.0
+
+
+def spent_fraction(meter: Meter, config: SearchConfig) -> float:
+    """How much of the budget is gone: the larger fraction of the limits that are set."""
     budget = config.budget
-    return (budget.tokens is not None and meter.generated_tokens >= budget.tokens) or (
-        budget.expansions is not None and meter.expansions >= budget.expansions
-    )
+    fractions = [meter.generated_tokens / budget.tokens if budget.tokens is not None else 0.0,
+                 meter.expansions / budget.expansions if budget.expansions is not None else 0.0]
+    return max(fractions)
 
 
 def simulate(tree: Tree, config: SearchConfig) -> list[int]:
@@ -104,22 +163,13 @@ def expand_and_backup(tree: Tree, leaves: Sequence[int], expansions, config: Sea
     return [child for child in grown if tree.terminal[child]]
 
 
-def most_visited_leaf(tree: Tree) -> int:
-    """Follow the most visited child from the root (first on ties) down to a leaf."""
-    node = ROOT
+def most_visited_leaf(tree: Tree, node: int = ROOT) -> int:
+    """Follow the most visited child from ``node`` (first on ties) down to a leaf."""
     while not tree.is_leaf(node):
         node = max(tree.children(node), key=lambda c: (int(tree.visits[c]), -c))
     return node
 
 
-def choose_answer(tree: Tree, config: SearchConfig) -> tuple[int, float]:
-    """Best finished trajectory by aggregated score, or an SPRM-weighted answer vote."""
-    finished = tree.terminal_leaves()
-    aggregate = config.mcts.aggregate
-    if config.mcts.answer == "vote":
-        weights = {leaf: trajectory_score(tree, leaf, aggregate) for leaf in finished}
-        won = vote(tree, finished, weights)
-        if won is not None:
-            best = max(won[0], key=lambda leaf: (weights[leaf], -leaf))
-            return best, weights[best]
-    return best_by_score(tree, finished, aggregate)
+def finished_below(tree: Tree, node: int) -> list[int]:
+    """Terminal leaves in ``node``'s subtree (all of them for the root)."""
+    return [leaf for leaf in tree.terminal_leaves() if node == ROOT or node in tree.path(leaf)]

@@ -12,9 +12,9 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, complete, grow, outcome, request, trajectory_score,
+    Meter, SearchGenerator, after_round, complete, grow, outcome, request, trajectory_score,
 )
-from reflective_search.search.vote import vote
+from reflective_search.search.vote import ANSWER_RULES, select_answer, vote
 from reflective_search.tree import ROOT, Tree
 
 
@@ -40,18 +40,21 @@ def greedy(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, se
 
 
 def best_of_n(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
-    """N samples ranked by aggregated SPRM step scores (MetaStone-S1's test-time scaling)."""
+    """N samples, one picked by ``config.select`` (MetaStone-S1: the best aggregated SPRM score)."""
     tree, meter = Tree(prompt_ids, prompt_text), Meter()
     leaves = yield from sample_trajectories(tree, config.best_of_n.samples, config, seed, meter)
-    chosen, score = best_by_score(tree, leaves, config.best_of_n.aggregate)
+    chosen, score = select_answer(tree, leaves, config, config.best_of_n.aggregate)
     return outcome(tree, chosen, score, meter)
 
 
 def majority(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed: int) -> SearchGenerator:
-    """Self-consistency: the most frequent answer among N samples. Score: its vote share."""
+    """Self-consistency: the most frequent answer among N samples. Score: its vote share.
+
+    Answers are the same vote when the task's rule (``config.answer_key``) says so.
+    """
     tree, meter = Tree(prompt_ids, prompt_text), Meter()
     leaves = yield from sample_trajectories(tree, config.majority.n, config, seed, meter)
-    won = vote(tree, leaves, {leaf: 1.0 for leaf in leaves})
+    won = vote(tree, leaves, {leaf: 1.0 for leaf in leaves}, ANSWER_RULES[config.answer_key])
     if won is None:  # nobody stated an answer: return the first sample
         return outcome(tree, leaves[0], 0.0, meter)
     group, share = won

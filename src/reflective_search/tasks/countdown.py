@@ -273,6 +273,21 @@ def extract_expression(response_text: str) -> str | None:
     return line or None
 
 
+def answer_key(response_text: str) -> str | None:
+    """What makes two responses one vote: their final expression, whitespace removed.
+
+    The value would be the wrong key: ``2*2-1`` and ``2+2-1`` both make 3, and an
+    expression that reaches the target with the wrong numbers is no solution.
+
+    Args:
+        response_text: a model response.
+    Returns:
+        The normalised expression, or None if the response states no answer.
+    """
+    expression = extract_expression(response_text)
+    return None if expression is None else "".join(expression.split())
+
+
 def check_answer(problem: CountdownProblem, response_text: str) -> bool:
     """Whether the response's final ``Answer:`` expression is a valid solution.
 

@@ -133,3 +133,11 @@ def test_report_of_a_missing_directory_is_refused(tmp_path):
 def test_report_of_a_run_without_results_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"holds no results yet: run the experiment first$"):
         build_report(tmp_path)
+
+
+def test_text_valued_choices_get_a_curve_of_their_own():
+    from reflective_search.experiments.report import curve_name
+
+    assert curve_name("mcts", {"search.method": "mcts", "search.budget.tokens": 430}) == "mcts"
+    assert curve_name("mcts", {"search.method": "mcts", "search.mcts.root": "gumbel",
+                               "search.budget.tokens": 430}) == "mcts root=gumbel"

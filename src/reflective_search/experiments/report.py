@@ -67,12 +67,23 @@ def build_report(run_dir: str | Path) -> Report:
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> list[PointRow]:
-    """One row per (method, point), means over its records."""
+    """One row per (curve, point), means over its records."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[record["method"], json.dumps(record["point"], sort_keys=True)].append(record)
+        groups[curve_name(record["method"], record["point"]), json.dumps(record["point"], sort_keys=True)].append(record)
     rows = [_row(method, members[0]["point"], members) for (method, _), members in groups.items()]
     return sorted(rows, key=lambda row: (row.method, row.flops, json.dumps(row.point, sort_keys=True)))
+
+
+def curve_name(method: str, point: dict[str, Any]) -> str:
+    """The method plus the point's swept choices (text values, e.g. ``mcts.root=gumbel``).
+
+    Numbers size a method (n, width, budget) and move a point along its curve; a text
+    value picks a variant (Gumbel root, weighted vote), which gets a curve of its own.
+    """
+    choices = [f"{key.split('.')[-1]}={value}" for key, value in point.items()
+               if key != "search.method" and isinstance(value, str)]
+    return " ".join([method, *choices])
 
 
 def _row(method: str, point: dict[str, Any], records: list[dict[str, Any]]) -> PointRow:

@@ -356,9 +356,9 @@ def test_every_shipped_search_config_loads(path):
 
     spec = load_experiment(path)
     assert str(spec.output_dir) == f"runs/{path.stem}"
-    if path.stem in ("greedy", "majority", "best_of_n", "beam", "mcts"):
+    if path.stem in ("greedy", "majority", "best_of_n", "beam", "dvts", "rebase", "mcts"):
         assert spec.search.method == path.stem
 
 
 def test_the_shipped_configs_are_all_there():
-    assert len(SHIPPED_CONFIGS) == 8
+    assert len(SHIPPED_CONFIGS) == 11

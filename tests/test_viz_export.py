@@ -137,7 +137,7 @@ def test_loaded_tree_can_grow():
 
 def test_json_holds_a_versioned_schema_and_the_history_as_changes():
     payload = json.loads(tree_to_json(fake_tree()))
-    assert (payload["schema"], payload["version"], payload["size"], payload["chosen"]) == ("reflective_search.tree", 1, 4, 3)
+    assert (payload["schema"], payload["version"], payload["size"], payload["chosen"]) == ("reflective_search.tree", 2, 4, 3)
     assert payload["history"] == [
         {"round": 0, "size": 3, "changed": [0, 1, 2], "visits": [2, 1, 1], "value_sum": [1.05, 0.8, 0.25]},
         {"round": 1, "size": 4, "changed": [0, 1, 3], "visits": [3, 2, 1], "value_sum": [1.55, 1.3, 0.5]},
@@ -181,8 +181,8 @@ def test_from_json_rejects_another_schema(tmp_path):
 
 
 def test_from_json_rejects_a_newer_version(tmp_path):
-    path = _rewritten(tmp_path, lambda p: p.update(version=2))
-    with pytest.raises(ReflectiveSearchError, match=r"edited\.json: tree file version 2 is not supported"):
+    path = _rewritten(tmp_path, lambda p: p.update(version=3))
+    with pytest.raises(ReflectiveSearchError, match=r"edited\.json: tree file version 3 is not supported"):
         tree_from_json(path)
 
 

@@ -42,6 +42,7 @@ class ChildStep:
     logprob: float  # sum of log p(token) under the policy at temperature 1
     score: float  # SPRM step score in [0, 1], read where the step's end was emitted
     end: StepEnd  # why the step stopped
+    scored: bool = True  # whether ``score`` counts toward the path (the model's scoring rule; see model.steps)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ class Tree:
         self.prior = np.zeros(capacity, np.float32)  # [N] policy prior among siblings (float32: the
         # selection kernel is memory-bound on big trees)
         self.score = np.zeros(capacity, np.float64)  # [N] SPRM score of the node's step
+        self.scored = np.ones(capacity, np.bool_)  # [N] the score counts toward its paths (model.steps' rule)
         self.logprob = np.zeros(capacity, np.float64)  # [N] summed log p of the step's tokens
         self.terminal = np.zeros(capacity, np.bool_)  # [N] no expansion below this node
         self.end = np.zeros(capacity, np.int8)  # [N] StepEnd of the step
@@ -60,6 +61,7 @@ class Tree:
             node = self._append_node(parent, step.tokens, step.text)
             self.prior[node] = prior
             self.score[node] = step.score
+            self.scored[node] = step.scored
             self.logprob[node] = step.logprob
             self.end[node] = int(step.end)
         self.first_child[parent] = first if steps else NO_NODE
@@ -129,8 +131,8 @@ class Tree:
         return tuple(self.node_tokens(n) for n in self.path(node))
 
     def step_scores(self, node: int) -> list[float]:
-        """SPRM scores of the steps from the root's first child down to ``node``."""
-        return [float(self.score[n]) for n in self.path(node)[1:]]
+        """SPRM scores of the scored steps from the root's first child down to ``node``."""
+        return [float(self.score[n]) for n in self.path(node)[1:] if self.scored[n]]
 
     def response_text(self, node: int) -> str:
         """The concatenated step texts below the prompt (the trajectory's response)."""
@@ -194,6 +196,6 @@ class Tree:
 
 NODE_ARRAYS = (
     "parent", "depth", "first_child", "num_children", "visits", "value_sum", "value_max",
-    "effective_visits", "prior", "score", "logprob", "terminal", "end", "token_start", "token_len",
+    "effective_visits", "prior", "score", "scored", "logprob", "terminal", "end", "token_start", "token_len",
 )
-_FILL = {"parent": NO_PARENT, "first_child": NO_NODE}
+_FILL = {"parent": NO_PARENT, "first_child": NO_NODE, "scored": True}

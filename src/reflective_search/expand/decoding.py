@@ -111,7 +111,7 @@ def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], u
             break
         active = [row_id for row_id, _ in still]
         logits, features = forward_rows(active, [token for _, token in still])
-    return _finish(model, rows)
+    return _finish(model, requests, rows)
 
 
 def decode_cost(children: Sequence[ChildStep]) -> int:
@@ -140,19 +140,27 @@ def _score_index(model: ReflectiveModel, row: ChildRow) -> int:
     return len(row.tokens) - 1  # EOS: the state that emitted it; LENGTH: the last state we have
 
 
-def _finish(model: ReflectiveModel, rows: list[ChildRow]) -> list[ChildStep]:
+def _finish(model: ReflectiveModel, requests: Sequence[ExpandRequest], rows: list[ChildRow]) -> list[ChildStep]:
     """Score all rows with one head call (the only scoring cost) and build their steps."""
     if rows[0].features[0] is None:
         scores = [0.0] * len(rows)
     else:
         scores = model.score_features(torch.stack([row.features[_score_index(model, row)] for row in rows])).tolist()
+    before = {index: _response_so_far(model, requests[index]) for index in {row.request for row in rows}}
     steps = []
     for row, score in zip(rows, scores):
-        text_tokens = row.tokens[:-1] if row.end is StepEnd.EOS else row.tokens
+        text = model.decode(row.tokens[:-1] if row.end is StepEnd.EOS else row.tokens)
         # A step that filled the context cannot be followed, however it ended (an EOS ends anyway).
         end = StepEnd.CONTEXT if len(row.tokens) >= row.room and row.end is not StepEnd.EOS else row.end
-        steps.append(ChildStep(tuple(row.tokens), model.decode(text_tokens), row.logprob, float(score), end))
+        delimiter = row.delimiter_char if end is StepEnd.DELIMITER else None
+        scored = model.boundary.step_is_scored(before[row.request], text, delimiter, final=end is StepEnd.EOS)
+        steps.append(ChildStep(tuple(row.tokens), text, row.logprob, float(score), end, scored))
     return steps
+
+
+def _response_so_far(model: ReflectiveModel, request: ExpandRequest) -> str:
+    """The text of the steps on the request's path (below the prompt)."""
+    return model.decode([token for segment in request.path[1:] for token in segment])
 
 
 def group_by_request(requests: Sequence[ExpandRequest], units: Sequence[Unit],

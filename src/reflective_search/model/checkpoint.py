@@ -48,7 +48,8 @@ def load_model(directory, *, dtype: torch.dtype = torch.float32, device: str | t
         settings = _read_settings(directory / CONFIG_FILE)
         head_state = _read_safetensors(directory / HEAD_FILE)
     elif (directory / METASTONE_HEAD_FILE).is_file():
-        settings = ModelSettings()  # MetaStone-S1: '.\n\n' steps, hidden_states[-2], chat template
+        # MetaStone-S1: '.\n\n' steps, hidden_states[-2], chat template, scored as its own scorer scores.
+        settings = ModelSettings(score_final_step=False, think_span=True)
         head_state = _read_metastone_head(directory / METASTONE_HEAD_FILE)
     else:
         raise ModelError(
@@ -85,6 +86,9 @@ def _read_settings(path: Path) -> ModelSettings:
             head_width=blob.get("head_width"),
             prompt_template=blob["prompt_template"],
             use_chat_template=bool(blob["use_chat_template"]),
+            # Saved before the rule was a setting: those heads were trained with the final step scored.
+            score_final_step=bool(blob.get("score_final_step", True)),
+            think_span=bool(blob.get("think_span", False)),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path} is unreadable or incomplete ({exc}): re-save the model") from None

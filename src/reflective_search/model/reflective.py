@@ -31,6 +31,9 @@ class ModelSettings:
     head_width: int | None = None  # hidden units of the head; None: 2 x backbone hidden size
     prompt_template: str = PLAIN_TEMPLATE  # used when the tokenizer has no chat template
     use_chat_template: bool = True  # format prompts with the tokenizer's chat template if it has one
+    # The scoring rule (model.steps): training and inference read the same positions.
+    score_final_step: bool = True  # score a trailing step with no delimiter (MetaStone-S1 releases: off)
+    think_span: bool = False  # score only inside one <think>...</think> span (MetaStone-S1 releases: on)
 
 
 def _feature_tap(layer: nn.Module) -> threading.local:
@@ -64,7 +67,8 @@ class ReflectiveModel(nn.Module):
         self.head = head
         self.tokenizer = tokenizer
         self.settings = settings
-        self.boundary = StepBoundary(tokenizer, settings.delimiters)
+        self.boundary = StepBoundary(tokenizer, settings.delimiters, score_final_step=settings.score_final_step,
+                                     think_span=settings.think_span)
         self._check_head_width()
         self._sinks = _feature_tap(self.decoder_layers()[settings.feature_layer])
         self.eval()

@@ -5,6 +5,16 @@ delimiter with neighbouring text (``5.`` + ``\\n\\n``, or ``.\\n\\n`` as one tok
 matching is done on decoded text and mapped back to tokens: the step's score is read at
 the hidden state that emits the first token overlapping the delimiter (MetaStone-S1's
 "position whose next token is the delimiter").
+
+Which step ends are *scored* is the model's scoring rule (saved with it, shared by
+``score_steps``, head training and the search), after MetaStone-S1's released scorer:
+
+* every delimiter run is scored once, at the state emitting its first token;
+* a trailing step with no delimiter is scored (at the state that would emit
+  end-of-sequence) only when ``score_final_step`` is on (MetaStone-S1 releases: off);
+* with ``think_span`` on and exactly one ``<think>`` and one ``</think>`` in the response,
+  only delimiters strictly inside that span count (one right after ``<think>`` does not)
+  and the trailing step never does; otherwise the whole response is scored.
 """
 
 from __future__ import annotations
@@ -15,15 +25,20 @@ import numpy as np
 
 from reflective_search.errors import ModelError
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
 
 class StepBoundary:
     """Finds delimiters in token sequences for one tokenizer."""
 
-    def __init__(self, tokenizer, delimiters: Sequence[str]) -> None:
+    def __init__(self, tokenizer, delimiters: Sequence[str], *, score_final_step: bool = True,
+                 think_span: bool = False) -> None:
         if not delimiters or any(not d for d in delimiters):
             raise ModelError("delimiters must be a non-empty list of non-empty strings, e.g. ['.\\n\\n']")
         self.tokenizer = tokenizer
         self.delimiters = tuple(delimiters)
+        self.score_final_step = score_final_step  # score a trailing step that has no delimiter
+        self.think_span = think_span  # score only inside a response's one <think>...</think> span
         self.may_end = self._tokens_that_may_end(tokenizer, self.delimiters)  # [V] bool
 
     @staticmethod
@@ -82,17 +97,50 @@ class StepBoundary:
                 return index
         return len(char_ends) - 1
 
+    def span(self, text: str, complete: bool) -> tuple[int, float] | None:
+        """(first char inside, first char after) of the think span, or None: score everywhere.
+
+        ``complete=False`` reads a response still being written: a ``<think>`` whose
+        ``</think>`` has not come yet opens a span that runs to the end so far.
+        """
+        if not self.think_span or text.count(THINK_OPEN) != 1 or text.count(THINK_CLOSE) > 1:
+            return None
+        inside = text.index(THINK_OPEN) + len(THINK_OPEN)
+        close = text.find(THINK_CLOSE)
+        if close == -1:
+            return None if complete else (inside, float("inf"))
+        return (inside, close) if close >= inside else None
+
+    def scored_chars(self, text: str, complete: bool = True) -> list[int]:
+        """Char offsets of the scored step ends of a response; ``len(text)`` marks a scored
+        trailing step (complete responses only)."""
+        span = self.span(text, complete)
+        ends = [c for c in self.delimiter_starts(text) if span is None or span[0] < c < span[1]]
+        tail_start = max((end for _, end in self.occurrences(text)), default=0)
+        if complete and self.score_final_step and span is None and text[tail_start:].strip():
+            ends.append(len(text))
+        return ends
+
     def response_step_tokens(self, ids: Sequence[int]) -> list[int]:
-        """For a whole response, the index of the token that ends each step.
+        """For a whole response, the index of the token that ends each scored step.
 
         Step n's score is read at the state that emits token ``index`` (a delimiter's
-        first token); a trailing step without a delimiter is read at the state after its
-        last token (the one that would emit end-of-sequence), given as ``len(ids)``.
+        first token); a scored trailing step is read at the state after its last token
+        (the one that would emit end-of-sequence), given as ``len(ids)``.
         """
         text = self.tokenizer.decode(list(ids))
         ends = self.char_ends(ids)
-        indices = [self.token_at(ends, c) for c in self.delimiter_starts(text)]
-        tail_start = max((end for _, end in self.occurrences(text)), default=0)
-        if text[tail_start:].strip():
-            indices.append(len(ids))
-        return indices
+        return [len(ids) if c == len(text) else self.token_at(ends, c) for c in self.scored_chars(text)]
+
+    def step_is_scored(self, before: str, step: str, delimiter_char: int | None, final: bool) -> bool:
+        """Whether a step sampled after response text ``before`` counts toward its path's score.
+
+        ``delimiter_char``: where its delimiter starts in ``step`` (None: it has none);
+        ``final``: the step ends the response (end-of-sequence). The rule is
+        ``scored_chars`` read on the response so far, so a finished path's counted scores
+        are exactly what ``score_steps`` gives for its text.
+        """
+        text = before + step
+        if delimiter_char is not None:
+            return len(before) + delimiter_char in self.scored_chars(text, complete=False)
+        return final and len(text) in self.scored_chars(text, complete=True)

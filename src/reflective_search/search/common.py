@@ -97,6 +97,13 @@ def after_round(tree: Tree, config: SearchConfig) -> None:
         tree.snapshot()
 
 
+def node_values(tree: Tree, nodes: Sequence[int], aggregate: str) -> list[float]:
+    """The value MCTS backs up for each node: its SPRM step score, or, for a step the
+    model's rule leaves unscored (a trailing answer, a step outside the think span, a
+    length cut), the aggregated score of its path's scored steps."""
+    return [float(tree.score[n]) if tree.scored[n] else trajectory_score(tree, n, aggregate) for n in nodes]
+
+
 def trajectory_score(tree: Tree, node: int, aggregate: str) -> float:
     return AGGREGATES[aggregate](tree.step_scores(node))
 

@@ -14,7 +14,7 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall, Expansion, derive_seed
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, complete, grow, merge_identical, outcome, request,
+    Meter, SearchGenerator, after_round, complete, grow, merge_identical, node_values, outcome, request,
 )
 from reflective_search.search.gumbel import (
     GumbelDraw, HalvingState, advance_rounds, final_root_child, next_root_child, sample_gumbel, start_halving,
@@ -40,7 +40,7 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
     while not budget_spent(meter, config) and idle < MAX_IDLE_ROUNDS:
         leaves = root.simulate(tree, meter)
         open_leaves = [leaf for leaf in leaves if not tree.terminal[leaf]]
-        revisit_terminals(tree, [leaf for leaf in leaves if tree.terminal[leaf]])
+        revisit_terminals(tree, [leaf for leaf in leaves if tree.terminal[leaf]], config)
         idle = 0 if open_leaves else idle + 1
         if open_leaves:
             # Finished children from the last round are never expanded: their KV may go first.
@@ -146,9 +146,9 @@ def simulate(tree: Tree, config: SearchConfig) -> list[int]:
                          virtual_loss=options.virtual_loss)
 
 
-def revisit_terminals(tree: Tree, leaves: Sequence[int]) -> None:
+def revisit_terminals(tree: Tree, leaves: Sequence[int], config: SearchConfig) -> None:
     """A selected finished leaf has nothing to expand: back its value up once more."""
-    backup_batch(tree, leaves, tree.score[list(leaves)])
+    backup_batch(tree, leaves, node_values(tree, leaves, config.mcts.aggregate))
 
 
 def expand_and_backup(tree: Tree, leaves: Sequence[int], expansions, config: SearchConfig) -> list[int]:
@@ -159,7 +159,7 @@ def expand_and_backup(tree: Tree, leaves: Sequence[int], expansions, config: Sea
     """
     grown = [child for leaf, expansion in zip(leaves, expansions)
              for child in grow(tree, leaf, expansion, config.sampling.max_steps, merge=True)]
-    backup_batch(tree, grown, tree.score[grown])
+    backup_batch(tree, grown, node_values(tree, grown, config.mcts.aggregate))
     return [child for child in grown if tree.terminal[child]]
 
 

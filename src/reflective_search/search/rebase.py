@@ -13,7 +13,7 @@ from typing import Sequence
 
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall
-from reflective_search.search.common import Meter, SearchGenerator, after_round, grow, outcome, request
+from reflective_search.search.common import Meter, SearchGenerator, after_round, grow, node_values, outcome, request
 from reflective_search.search.vote import select_answer
 from reflective_search.tree import ROOT, Tree
 
@@ -22,12 +22,13 @@ def rebase(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, se
     """Expand depth by depth with reward-balanced widths; pick among finished paths by ``config.select``.
 
     A node whose share rounds to zero children is pruned (and released). Identical
-    siblings are merged, so a node may get fewer distinct children than its width.
+    siblings are merged, so a node may get fewer distinct children than its width. A step
+    the model leaves unscored is weighed by its path's aggregated score (as MCTS values it).
     """
     tree, meter, options = Tree(prompt_ids, prompt_text), Meter(), config.rebase
     pool, finished, released = [ROOT], [], ()
     while pool and len(finished) < options.width:
-        shares = balanced_widths([float(tree.score[n]) for n in pool], options.width - len(finished),
+        shares = balanced_widths(node_values(tree, pool, options.aggregate), options.width - len(finished),
                                  options.temperature)
         expanding = [(node, k) for node, k in zip(pool, shares) if k > 0]
         released += tuple(tree.token_path(node) for node, k in zip(pool, shares) if k == 0)

@@ -1,11 +1,12 @@
 """Trees out of (and back into) memory: versioned JSON, networkx graphs, Graphviz DOT.
 
-The JSON schema (``{"schema": "reflective_search.tree", "version": 1, ...}``) holds every
+The JSON schema (``{"schema": "reflective_search.tree", "version": 2, ...}``) holds every
 node array of the tree trimmed to ``size`` (``"arrays"``: name -> list), the flat token
 array, the texts, the chosen leaf and the round snapshots (``"history"``, stored as
 per-round changes: see ``history_deltas``), so a search can be reloaded, inspected and
 replayed exactly: JSON -> tree -> JSON is byte-identical. Arrays are read back with the
-dtypes the ``Tree`` itself allocates (the numba kernels depend on them).
+dtypes the ``Tree`` itself allocates (the numba kernels depend on them). Version 1 files
+(written before the ``scored`` array existed, when every step's score counted) still load.
 
 A node's *answer* (in networkx, DOT and the viewers) is the answer its trajectory states:
 for a terminal node, ``extract_answer`` of the whole path's response (that is what the
@@ -29,7 +30,8 @@ from reflective_search.tree import NODE_ARRAYS  # the arrays a Tree grows per no
 from reflective_search.tree import NO_NODE, NO_PARENT, ROOT, Tree
 
 SCHEMA = "reflective_search.tree"
-VERSION = 1
+VERSION = 2  # 2: the per-node "scored" array (version 1 files load with every score counted)
+READABLE_VERSIONS = (1, VERSION)
 _TOP_KEYS = ("schema", "version", "size", "num_tokens", "chosen", "arrays", "tokens", "texts", "history")
 
 
@@ -104,10 +106,10 @@ def _check_header(payload: Any, origin: str) -> None:
     if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
         found = payload.get("schema") if isinstance(payload, dict) else type(payload).__name__
         raise TreeFileError(f"{origin}: not a search tree file (schema {found!r}, expected {SCHEMA!r})")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in READABLE_VERSIONS:
         raise TreeFileError(
             f"{origin}: tree file version {payload.get('version')!r} is not supported (this library reads "
-            f"version {VERSION}); upgrade reflective_search or re-export the tree"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade reflective_search or re-export the tree"
         )
     missing = [key for key in _TOP_KEYS if key not in payload]
     if missing:
@@ -117,6 +119,8 @@ def _check_header(payload: Any, origin: str) -> None:
 def _build_tree(payload: dict) -> Tree:
     size, num_tokens = int(payload["size"]), int(payload["num_tokens"])
     texts, arrays = payload["texts"], payload["arrays"]
+    if payload["version"] == 1 and isinstance(arrays, dict):
+        arrays = {**arrays, "scored": [True] * size}  # before the scoring rule, every score counted
     _expect(size >= 1 and len(texts) == size, f"{len(texts)} texts for {size} nodes")
     _expect(isinstance(arrays, dict) and set(arrays) == set(NODE_ARRAYS), "the node arrays are not the expected set")
     _expect(all(len(arrays[name]) == size for name in NODE_ARRAYS), f"a node array's length is not size={size}")

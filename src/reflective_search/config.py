@@ -33,18 +33,38 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
 
 
+STEP_KINDS = ("delimiter", "tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    kind: str = "delimiter"  # delimiter: a step ends at the model's delimiter | tokens: after `size` tokens
+    size: int | None = None  # tokens per step (kind: tokens only; the last step may end sooner, at EOS)
+
+    def __post_init__(self) -> None:
+        _require(self.kind in STEP_KINDS, "sampling.step.kind", " | ".join(STEP_KINDS), self.kind)
+        if self.kind == "tokens":
+            _require(self.size is not None and self.size >= 1, "sampling.step.size", "an integer >= 1", self.size)
+        else:
+            _require(self.size is None, "sampling.step.size", "null with kind: delimiter", self.size)
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingConfig:
     temperature: float = 0.7  # softmax temperature; 0 means greedy (argmax)
     top_p: float = 0.95  # nucleus mass kept before sampling, in (0, 1]
     max_step_tokens: int = 256  # a step longer than this is cut (and ends there)
     max_steps: int = 32  # a path this many steps deep is terminal
+    step: StepConfig = field(default_factory=StepConfig)  # where a step ends: delimiter | a block of tokens
 
     def __post_init__(self) -> None:
         _require(self.temperature >= 0, "sampling.temperature", "a number >= 0", self.temperature)
         _require(0 < self.top_p <= 1, "sampling.top_p", "a number in (0, 1]", self.top_p)
         _require(self.max_step_tokens >= 1, "sampling.max_step_tokens", "an integer >= 1", self.max_step_tokens)
         _require(self.max_steps >= 1, "sampling.max_steps", "an integer >= 1", self.max_steps)
+        size = self.step.size
+        _require(size is None or size <= self.max_step_tokens, "sampling.step.size",
+                 f"an integer <= sampling.max_step_tokens ({self.max_step_tokens})", size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ class StepEnd(enum.IntEnum):
     EOS = 1  # it emitted end-of-sequence: the trajectory is over
     LENGTH = 2  # it reached sampling.max_step_tokens
     CONTEXT = 3  # its path filled the model's context: nothing more can follow, so it is terminal
+    BLOCK = 4  # it reached the block size (sampling.step kind: tokens): a whole step, scored
 
 
 @dataclass(frozen=True, slots=True)

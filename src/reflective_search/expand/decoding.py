@@ -111,7 +111,7 @@ def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], u
             break
         active = [row_id for row_id, _ in still]
         logits, features = forward_rows(active, [token for _, token in still])
-    return _finish(model, requests, rows)
+    return _finish(model, requests, rows, sampling)
 
 
 def decode_cost(children: Sequence[ChildStep]) -> int:
@@ -127,10 +127,23 @@ def _append(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: i
     row.logprob += logp
     if token in eos:
         row.end = StepEnd.EOS
+    elif sampling.step.size is not None:  # block steps: the size alone ends a step
+        if len(row.tokens) >= sampling.step.size:
+            row.end = StepEnd.BLOCK
+        elif len(row.tokens) >= row.room:
+            row.end = StepEnd.LENGTH
     elif model.boundary.may_end[token] and (hit := model.boundary.find(model.decode(row.tokens))) is not None:
         row.end, row.delimiter_char = StepEnd.DELIMITER, hit[0]
     elif len(row.tokens) >= min(sampling.max_step_tokens, row.room):
         row.end = StepEnd.LENGTH  # _finish reports CONTEXT if it was the context that ran out
+
+
+def _block_score_index(model: ReflectiveModel, row: ChildRow, sampling: SamplingConfig) -> int | None:
+    """Block steps: which captured state scores the step, None when it is unscored (one rule,
+    ``BlockSteps.score_token``, shared with score_steps and head training)."""
+    if row.end not in (StepEnd.BLOCK, StepEnd.EOS):
+        return None  # cut by the context: not a whole block
+    return model.step_rule(sampling.step).score_token(len(row.tokens), final=row.end is StepEnd.EOS)
 
 
 def _score_index(model: ReflectiveModel, row: ChildRow) -> int:
@@ -140,20 +153,27 @@ def _score_index(model: ReflectiveModel, row: ChildRow) -> int:
     return len(row.tokens) - 1  # EOS: the state that emitted it; LENGTH: the last state we have
 
 
-def _finish(model: ReflectiveModel, requests: Sequence[ExpandRequest], rows: list[ChildRow]) -> list[ChildStep]:
+def _finish(model: ReflectiveModel, requests: Sequence[ExpandRequest], rows: list[ChildRow],
+            sampling: SamplingConfig) -> list[ChildStep]:
     """Score all rows with one head call (the only scoring cost) and build their steps."""
+    blocks = [_block_score_index(model, row, sampling) for row in rows] if sampling.step.size else None
+    indices = [_score_index(model, row) if blocks is None or blocks[i] is None else blocks[i]
+               for i, row in enumerate(rows)]
     if rows[0].features[0] is None:
         scores = [0.0] * len(rows)
     else:
-        scores = model.score_features(torch.stack([row.features[_score_index(model, row)] for row in rows])).tolist()
+        scores = model.score_features(torch.stack([row.features[i] for row, i in zip(rows, indices)])).tolist()
     before = {index: _response_so_far(model, requests[index]) for index in {row.request for row in rows}}
     steps = []
-    for row, score in zip(rows, scores):
+    for i, (row, score) in enumerate(zip(rows, scores)):
         text = model.decode(row.tokens[:-1] if row.end is StepEnd.EOS else row.tokens)
         # A step that filled the context cannot be followed, however it ended (an EOS ends anyway).
         end = StepEnd.CONTEXT if len(row.tokens) >= row.room and row.end is not StepEnd.EOS else row.end
-        delimiter = row.delimiter_char if end is StepEnd.DELIMITER else None
-        scored = model.boundary.step_is_scored(before[row.request], text, delimiter, final=end is StepEnd.EOS)
+        if blocks is not None:
+            scored = blocks[i] is not None
+        else:
+            delimiter = row.delimiter_char if end is StepEnd.DELIMITER else None
+            scored = model.boundary.step_is_scored(before[row.request], text, delimiter, final=end is StepEnd.EOS)
         steps.append(ChildStep(tuple(row.tokens), text, row.logprob, float(score), end, scored))
     return steps
 

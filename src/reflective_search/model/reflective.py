@@ -18,7 +18,7 @@ from torch import nn
 
 from reflective_search.errors import ModelError, ProblemError
 from reflective_search.model.head import build_head, head_shape
-from reflective_search.model.steps import StepBoundary
+from reflective_search.model.steps import BlockSteps, StepBoundary
 
 DEFAULT_DELIMITERS = (".\n\n",)
 PLAIN_TEMPLATE = "{problem}\n\n"
@@ -202,25 +202,36 @@ class ReflectiveModel(nn.Module):
         return torch.sigmoid(logits)
 
     @torch.no_grad()
-    def score_steps(self, prompt: str, response: str) -> list[float]:
-        """One score per step of ``response`` after ``format_prompt(prompt)``, in one pass."""
+    def score_steps(self, prompt: str, response: str, step=None) -> list[float]:
+        """One score per step of ``response`` after ``format_prompt(prompt)``, in one pass.
+
+        ``step``: a ``config.StepConfig`` (None: delimiter steps), as the search cut them.
+        """
         prompt_ids = self.encode_prompt(prompt)
         response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"]
-        positions = self.step_feature_positions(len(prompt_ids), response_ids)
+        positions = self.step_feature_positions(len(prompt_ids), response_ids, step)
         if not positions:
             return []
         ids = torch.tensor([prompt_ids + list(response_ids)], device=self.device)
         _, features = self(ids, position_ids=torch.arange(ids.shape[1], device=self.device)[None])
         return self.score_features(features[0, torch.tensor(positions, device=self.device)]).tolist()
 
-    def step_feature_positions(self, prompt_length: int, response_ids: Sequence[int]) -> list[int]:
+    def step_feature_positions(self, prompt_length: int, response_ids: Sequence[int], step=None) -> list[int]:
         """Absolute positions whose states score each step of a response after a prompt.
 
         The state that emits response token j sits at ``prompt_length + j - 1``; the
-        token ending each step comes from ``boundary.response_step_tokens``. Training and
-        inference both read features here, so they cannot drift apart.
+        token ending each step comes from the step rule's ``response_step_tokens``
+        (``step_rule``). Training and inference both read features here, so they cannot
+        drift apart.
         """
-        return [prompt_length + j - 1 for j in self.boundary.response_step_tokens(response_ids)]
+        return [prompt_length + j - 1 for j in self.step_rule(step).response_step_tokens(response_ids)]
+
+    def step_rule(self, step=None) -> "StepBoundary | BlockSteps":
+        """Where steps end and are scored: the delimiter boundary, or blocks of
+        ``step.size`` tokens (``step``: a ``config.StepConfig``; None: delimiters)."""
+        if step is None or step.size is None:
+            return self.boundary
+        return BlockSteps(step.size, score_final_step=self.settings.score_final_step)
 
 
 def check_problem(problem: object) -> None:

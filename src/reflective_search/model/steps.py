@@ -15,6 +15,12 @@ Which step ends are *scored* is the model's scoring rule (saved with it, shared 
 * with ``think_span`` on and exactly one ``<think>`` and one ``</think>`` in the response,
   only delimiters strictly inside that span count (one right after ``<think>`` does not)
   and the trailing step never does; otherwise the whole response is scored.
+
+Block steps (``sampling.step: {kind: tokens, size: K}``, for models that write no
+delimiter) are ``BlockSteps``: every step is K tokens, the last ends at end-of-sequence,
+and ``BlockSteps.score_token`` is the one rule for where a block is scored, read by the
+search and by ``response_step_tokens`` (score_steps, head training) alike. The think
+span does not apply to blocks.
 """
 
 from __future__ import annotations
@@ -144,3 +150,35 @@ class StepBoundary:
         if delimiter_char is not None:
             return len(before) + delimiter_char in self.scored_chars(text, complete=False)
         return final and len(text) in self.scored_chars(text, complete=True)
+
+
+class BlockSteps:
+    """Steps of exactly ``size`` tokens; the last one ends at end-of-sequence (EOS included)."""
+
+    def __init__(self, size: int, *, score_final_step: bool = True) -> None:
+        if size < 1:
+            raise ModelError(f"a block step needs size >= 1 tokens, got {size}")
+        self.size = size  # tokens per step
+        self.score_final_step = score_final_step  # score the last block (the one that emits EOS)
+
+    def score_token(self, step_length: int, final: bool) -> int | None:
+        """Index in a step of the token whose emitting state scores it (None: unscored).
+
+        A block is scored at the state that emits its last token: the K-th token, or, for
+        the final block, end-of-sequence (scored only when ``score_final_step`` is on).
+        """
+        if final and not self.score_final_step:
+            return None
+        return step_length - 1
+
+    def response_step_tokens(self, ids: Sequence[int]) -> list[int]:
+        """For a whole response (EOS not included), the index of the token ending each scored
+        block, as the search cut it: ``len(ids)`` stands for the end-of-sequence state."""
+        ends, start, total = [], 0, len(ids) + 1  # the search's last block holds the EOS
+        while start < total:
+            step = min(self.size, total - start)
+            at = self.score_token(step, final=start + step == total)
+            if at is not None:
+                ends.append(start + at)
+            start += step
+        return ends

@@ -162,9 +162,10 @@ def _tree_trajectories(model: ReflectiveModel, problem: CountdownProblem, tree) 
 # -- 2./3. labels and step features -------------------------------------------------------
 
 
-def step_positions(model: ReflectiveModel, trajectory: Trajectory) -> list[int]:
-    """Absolute positions of the states that emit each step's end (as ``score_steps`` reads)."""
-    return model.step_feature_positions(len(trajectory.prompt_ids), trajectory.response_ids)
+def step_positions(model: ReflectiveModel, trajectory: Trajectory, step=None) -> list[int]:
+    """Absolute positions of the states that emit each step's end (as ``score_steps`` reads);
+    ``step``: a ``config.StepConfig`` for block steps (None: delimiter steps)."""
+    return model.step_feature_positions(len(trajectory.prompt_ids), trajectory.response_ids, step)
 
 
 @dataclass(frozen=True, slots=True)

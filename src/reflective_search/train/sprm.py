@@ -18,6 +18,7 @@ import dataclasses
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -126,7 +127,9 @@ def sample_with_search(model: ReflectiveModel, problems: Sequence[CountdownProbl
     rounds = _copies_by_round(problems)
     with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
         for copy, group in enumerate(rounds):
-            search = ReflectiveSearch(model, base.replace(seed=seed + copy))
+            with warnings.catch_warnings():  # the head's scores pick nothing here: an untrained one is fine
+                warnings.filterwarnings("ignore", message=".*SPRM head was never trained")
+                search = ReflectiveSearch(model, base.replace(seed=seed + copy))
             for first in range(0, len(group), chunk):
                 part = group[first: first + chunk]
                 for problem, solution in zip(part, search.solve_batch([p.text for p in part])):
@@ -244,8 +247,8 @@ def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], confi
     torch.manual_seed(config.seed)
     head = build_head(model.hidden_size, model.settings.head_width)
     # The feature hook is fixed when a model is built, so another layer means another wrapper.
-    settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer)
-    model = ReflectiveModel(model.backbone, model.tokenizer, head, settings)
+    settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer, head_trained=True)
+    model = model.with_head(head, settings)
     if config.backbone_scale > 0:
         _train_joint(model, trajectories, config, log)
     else:

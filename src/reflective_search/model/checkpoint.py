@@ -34,7 +34,10 @@ def save_model(model: ReflectiveModel, directory) -> None:
     is_adapter = hasattr(model.backbone, "peft_config")
     if is_adapter and model.base_name is None:
         raise ModelError("a LoRA adapter can only be saved over a named base model (model.base_name is unset)")
-    model.backbone.save_pretrained(directory)  # a peft model writes only its adapter
+    if model.adapter_source is not None:
+        _copy_adapter(Path(model.adapter_source), directory)
+    else:
+        model.backbone.save_pretrained(directory)  # a peft model writes only its adapter
     model.tokenizer.save_pretrained(directory)
     head_state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
     save_file(head_state, str(directory / HEAD_FILE))
@@ -43,6 +46,16 @@ def save_model(model: ReflectiveModel, directory) -> None:
     settings["search_defaults"] = dict(model.settings.search_defaults)
     blob = {"format_version": FORMAT_VERSION, "hidden_size": model.hidden_size, "base": model.base_name, **settings}
     _write_atomic(directory / CONFIG_FILE, json.dumps(blob, indent=2) + "\n")
+
+
+def _copy_adapter(source: Path, directory: Path) -> None:
+    """The unchanged backbone is the base plus this adapter: copy the adapter's files."""
+    import shutil
+
+    if source.resolve() == directory.resolve():
+        return
+    for name in (ADAPTER_FILE, "adapter_model.safetensors"):
+        shutil.copyfile(source / name, directory / name)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -83,6 +96,7 @@ def load_model(directory, *, dtype: torch.dtype = torch.float32, device: str | t
     head.to(device=device, dtype=dtype)
     model = ReflectiveModel(backbone, tokenizer, head, settings)
     model.source, model.base_name = source, base
+    model.adapter_source = directory if (directory / ADAPTER_FILE).is_file() else None
     return model
 
 

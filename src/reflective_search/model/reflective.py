@@ -74,6 +74,9 @@ class ReflectiveModel(nn.Module):
         self.settings = settings
         self.source = str(getattr(backbone.config, "_name_or_path", "") or type(backbone).__name__)  # for messages
         self.base_name: str | None = None  # the named base model the backbone came from (see model.bases)
+        # A folder holding the LoRA adapter that, merged into the base, gives exactly this
+        # backbone: saving copies it instead of the full weights (None: save them in full).
+        self.adapter_source = None
         self.boundary = StepBoundary(tokenizer, settings.delimiters, score_final_step=settings.score_final_step,
                                      think_span=settings.think_span)
         self._check_head_width()
@@ -105,7 +108,7 @@ class ReflectiveModel(nn.Module):
     def with_head(self, head: nn.Module, settings: ModelSettings) -> "ReflectiveModel":
         """A new wrapper around the same backbone with another head (and settings)."""
         model = ReflectiveModel(self.backbone, self.tokenizer, head, settings)
-        model.source, model.base_name = self.source, self.base_name
+        model.source, model.base_name, model.adapter_source = self.source, self.base_name, self.adapter_source
         return model
 
     def save_pretrained(self, directory) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from reflective_search.commands import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("solve", help="solve one problem with search")
+    parser = add_command(subparsers, "solve", "solve one problem with search",
+                         "Prints the answer, its score and the compute spent; for a Countdown problem, also "
+                         "whether the answer reaches the target.")
     parser.add_argument("problem", help="the problem text")
     parser.add_argument("--config", help="a search config YAML (overrides of the defaults)")
     parser.add_argument("--method", choices=["greedy", "majority", "best_of_n", "beam", "mcts"])

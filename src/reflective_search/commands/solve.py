@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     stats = solution.stats
     result = {
         "answer": solution.answer, "score": round(solution.score, 4), "method": solution.method,
-        "verdict": _verdict(args, solution.text),
+        "verdict": _verdict(args.problem, solution.text),
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
     }
@@ -61,10 +61,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verdict(args: argparse.Namespace, response: str) -> str | None:
-    """The built-in task's verdict, for Countdown problems or the default (Countdown) model."""
+def _verdict(problem: str, response: str) -> str | None:
+    """Countdown's verdict for a Countdown problem; None for any other (there is no answer to check)."""
     from reflective_search.tasks.countdown import CountdownProblem, verdict
 
-    if args.model is None or CountdownProblem.parse(args.problem) is not None:
-        return verdict(args.problem, response)
-    return None
+    return verdict(problem, response) if CountdownProblem.parse(problem) is not None else None

@@ -1,11 +1,60 @@
-"""Shared fixtures: tiny real models built offline, and a bandit fake expander."""
+"""Shared fixtures (tiny real models built offline), the ``browser`` marker, and a sealed environment."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
+from chromium_check import require_chromium
+
 torch.set_num_threads(1)  # two threads on a busy 2-core box run 10-100x slower
+
+# Set to a fresh folder for the session, so no test reads or writes the user's home or caches.
+HOME_VARIABLES = {"HOME": "", "XDG_CACHE_HOME": ".cache", "XDG_CONFIG_HOME": ".config", "XDG_DATA_HOME": ".local/share",
+                  "MPLCONFIGDIR": ".config/matplotlib", "HF_HOME": ".cache/huggingface"}
+# Removed: each would point a library past HOME_VARIABLES at the user's files.
+CLEARED_VARIABLES = ("MATPLOTLIBRC", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "TRANSFORMERS_CACHE", "HUGGINGFACE_HUB_CACHE")
+# Fixed: matplotlib draws with Agg whatever display there is; nothing is fetched from the Hub.
+FIXED_VARIABLES = {"MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+SEALED_KEY = pytest.StashKey[tuple[Path, dict[str, str | None]]]()  # (the session's home, the variables it replaced)
+
+
+def pytest_configure(config) -> None:
+    """Point home and caches at a fresh folder (child processes inherit it too)."""
+    home = Path(tempfile.mkdtemp(prefix="reflective-search-test-home-"))
+    names = [*HOME_VARIABLES, *CLEARED_VARIABLES, *FIXED_VARIABLES]
+    config.stash[SEALED_KEY] = home, {name: os.environ.get(name) for name in names}
+    for name, below in HOME_VARIABLES.items():
+        (home / below).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(home / below)
+    for name in CLEARED_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(FIXED_VARIABLES)
+
+
+def pytest_unconfigure(config) -> None:
+    """Put the replaced variables back and remove the session's home."""
+    if SEALED_KEY not in config.stash:
+        return
+    home, replaced = config.stash[SEALED_KEY]
+    for name, value in replaced.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    """A ``browser`` test is skipped (failed under CI) before its fixtures are built when Chromium is missing."""
+    if item.get_closest_marker("browser") is not None:
+        require_chromium()
 
 
 @pytest.fixture(scope="session")

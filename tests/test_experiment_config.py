@@ -71,7 +71,11 @@ def test_problem_file_path_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = spec_from_dict({"problems": {"file": "problems.jsonl"}})
     assert spec.problems.file == str(tmp_path / "problems.jsonl")
-    assert spec.problems.task == "countdown"
+
+
+def test_a_problem_file_is_checked_against_its_answers_unless_it_names_a_task():
+    assert spec_from_dict({"problems": {"file": "p.jsonl"}}).problems.task == "math"
+    assert spec_from_dict({"problems": {"file": "p.jsonl", "task": "countdown"}}).problems.task == "countdown"
 
 
 # -- refused configs (each message exact) -------------------------------------------------------
@@ -227,7 +231,7 @@ def test_jsonl_problems_keep_ids_and_positions(tmp_path):
         '{"problem": "Numbers: 1 2. Target: 3.", "answer": 3}', "",
         '{"id": "b", "problem": "Numbers: 2 2. Target: 4.", "answer": 4}',
         '{"problem": "Numbers: 3 2. Target: 6."}'])
-    problems = problems_from(path)
+    problems = problems_from(path, task="countdown")
     assert [(p.problem_id, p.text) for p in problems] == [
         (0, "Numbers: 1 2. Target: 3."), ("b", "Numbers: 2 2. Target: 4."), (2, "Numbers: 3 2. Target: 6.")]
     assert problems[1].record == {"id": "b", "problem": "Numbers: 2 2. Target: 4.", "answer": 4}
@@ -236,7 +240,7 @@ def test_jsonl_problems_keep_ids_and_positions(tmp_path):
 def test_limit_keeps_the_first_problems(tmp_path):
     path = write_lines(tmp_path / "p.jsonl", [json.dumps({"problem": f"Numbers: {n} 1. Target: {n + 1}."})
                                               for n in range(1, 6)])
-    assert [p.problem_id for p in problems_from(path, limit=2)] == [0, 1]
+    assert [p.problem_id for p in problems_from(path, limit=2, task="countdown")] == [0, 1]
 
 
 def test_generator_problems_are_reproducible_countdown_records():
@@ -256,7 +260,8 @@ BAD_LINES = {
     "repeated id": (['{"id": 1, "problem": "Numbers: 1 2. Target: 3."}', '{"id": 1, "problem": "Numbers: 1 3. Target: 4."}'],
                     "line 2: id 1 is already used on line 1: ids must be unique"),
     "not countdown": (['{"problem": "What is 2+2?", "answer": 4}'],
-                      "line 1: the problem is not in the countdown format"),
+                      "line 1: the problem is not in the countdown format ('Numbers: 3 7 8. Target: 29.'); "
+                      "drop problems.task: countdown to check other problems against their answers"),
 }
 
 
@@ -264,14 +269,26 @@ BAD_LINES = {
 def test_bad_problem_line_is_refused_with_its_number(tmp_path, lines, message):
     path = write_lines(tmp_path / "p.jsonl", lines)
     with pytest.raises(ProblemError) as error:
-        problems_from(path)
+        problems_from(path, task="countdown")
     assert str(error.value).startswith(f"{path} {message}")
 
 
-def test_math_task_needs_an_answer_per_record(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", ['{"problem": "What is 2+2?"}'])
-    with pytest.raises(ProblemError, match="line 1: the record has no 'answer' field"):
-        problems_from(path, task="math")
+NO_ANSWER = ("the record has no 'answer' to check against: add one (a problems file is checked against its answers "
+             "unless problems.task names another task)")
+
+
+@pytest.mark.parametrize("task", [{}, {"task": "math"}], ids=["no task", "task math"])
+def test_a_record_without_an_answer_is_refused_with_its_file_and_line(tmp_path, task):
+    path = write_lines(tmp_path / "p.jsonl", ['{"problem": "Evaluate: 3+4*2", "answer": "11"}', "",
+                                              '{"problem": "Evaluate: 2+2", "answer": null}'])
+    with pytest.raises(ProblemError) as error:
+        problems_from(path, **task)
+    assert str(error.value) == f"{path} line 3: {NO_ANSWER}"
+
+
+def test_math_problems_load_with_no_task(tmp_path):
+    path = write_lines(tmp_path / "p.jsonl", ['{"problem": "Evaluate: 3+4*2", "answer": "11"}'])
+    assert [(p.problem_id, p.text, p.record["answer"]) for p in problems_from(path)] == [(0, "Evaluate: 3+4*2", "11")]
 
 
 def test_missing_problem_file_is_refused(tmp_path):
@@ -332,7 +349,8 @@ def test_cli_refuses_a_missing_problems_file(tmp_path):
 
 
 def test_cli_refuses_a_problem_line_that_is_not_an_object(tmp_path):
-    problems = write_lines(tmp_path / "p.jsonl", ['{"problem": "Numbers: 1 2. Target: 3."}', '"Numbers: 1 2"'])
+    problems = write_lines(tmp_path / "p.jsonl", ['{"problem": "Numbers: 1 2. Target: 3.", "answer": 3}',
+                                                  '"Numbers: 1 2"'])
     message = refused_run(tmp_path, {"problems": {"file": str(problems)}})
     assert message == f'{problems} line 2: expected a JSON object like {{"problem": ..., "answer": ...}}, got str'
 
@@ -362,3 +380,10 @@ def test_every_shipped_search_config_loads(path):
 
 def test_the_shipped_configs_are_all_there():
     assert len(SHIPPED_CONFIGS) == 8
+
+
+def test_cli_refuses_a_record_without_an_answer_before_any_work(tmp_path):
+    problems = write_lines(tmp_path / "p.jsonl", ['{"problem": "Evaluate: 3+4*2", "answer": "11"}',
+                                                  '{"problem": "Evaluate: 2+2"}'])
+    message = refused_run(tmp_path, {"problems": {"file": str(problems)}})
+    assert message == f"{problems} line 2: {NO_ANSWER}"

@@ -16,17 +16,21 @@ import json
 import math
 from pathlib import Path
 
+from reflective_search.commands import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="measure a policy, its SPRM head and the searches (Countdown or a problems file)")
+    parser = add_command(subparsers, "evaluate", "measure a policy, its SPRM head and the searches",
+                         "On Countdown's splits or a problems file; each of calibrate, heads and search prints a "
+                         "table and writes its JSON (search also a PNG) into --out.")
     which = parser.add_subparsers(dest="which", required=True)
-    calibrate = which.add_parser("calibrate", help="the policy alone on the validation split")
+    calibrate = add_command(which, "calibrate", "measure the policy alone on the validation split")
     calibrate.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
-    heads = which.add_parser("heads", help="SPRM quality of one or more models on the same samples")
+    heads = add_command(which, "heads", "measure the SPRM quality of one or more models on the same samples")
     heads.add_argument("--split", choices=["valid", "eval"], default="valid")
     heads.add_argument("--temperature", type=float, default=1.0)
     heads.add_argument("--trajectories", help="a JSONL of samples to score: reused if it exists, else written")
-    search = which.add_parser("search", help="greedy, Best-of-N variants, self-consistency and MCTS")
+    search = add_command(which, "search", "compare greedy, Best-of-N variants, self-consistency and MCTS")
     search.add_argument("--temperature", type=float, default=1.0)
     search.add_argument("--split", choices=["valid", "eval"], default="eval")
     search.add_argument("--mcts", nargs="*", default=[], metavar="KEY=VALUE",

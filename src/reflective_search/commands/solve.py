@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from reflective_search.commands import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("solve", help="solve one problem with search")
+    parser = add_command(subparsers, "solve", "solve one problem with search",
+                         "Prints the answer, its score and the compute spent; for a Countdown problem, also "
+                         "whether the answer reaches the target.")
     parser.add_argument("problem", help="the problem text")
     parser.add_argument("--config", help="a search config YAML (overrides of the defaults)")
     parser.add_argument("--method", choices=["greedy", "majority", "best_of_n", "beam", "mcts"])
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     stats = solution.stats
     result = {
         "answer": solution.answer, "score": round(solution.score, 4), "method": solution.method,
-        "verdict": _verdict(args, solution.text),
+        "verdict": _verdict(args.problem, solution.text),
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
     }
@@ -57,10 +61,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verdict(args: argparse.Namespace, response: str) -> str | None:
-    """The built-in task's verdict, for Countdown problems or the default (Countdown) model."""
+def _verdict(problem: str, response: str) -> str | None:
+    """Countdown's verdict for a Countdown problem; None for any other (there is no answer to check)."""
     from reflective_search.tasks.countdown import CountdownProblem, verdict
 
-    if args.model is None or CountdownProblem.parse(args.problem) is not None:
-        return verdict(args.problem, response)
-    return None
+    return verdict(problem, response) if CountdownProblem.parse(problem) is not None else None

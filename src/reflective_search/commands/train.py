@@ -17,14 +17,20 @@ import argparse
 import sys
 import time
 
-from reflective_search.commands import check_writable, prepare_output_dir
+from reflective_search.commands import add_command, check_writable, prepare_output_dir
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train the Countdown policy or its SPRM head")
+    parser = add_command(subparsers, "train", "train a policy or its SPRM head",
+                         "Running train policy and then train sprm turns a pretrained model (or, without --base, "
+                         "a tiny one trained from scratch) into a reflective model.")
     which = parser.add_subparsers(dest="which", required=True)
-    _register_policy(which.add_parser("policy", help="train the policy from scratch on solver solutions"))
-    _register_sprm(which.add_parser("sprm", help="train the SPRM head on the policy's own trajectories"))
+    _register_policy(add_command(which, "policy", "fine-tune a base model on worked solutions",
+                                 "LoRA or full fine-tuning of any causal LM, resumable; without --base, the tiny "
+                                 "Countdown Llama is trained from scratch."))
+    _register_sprm(add_command(which, "sprm", "train the SPRM head on the policy's own trajectories",
+                               "Samples the policy on training problems, labels each trajectory by its final "
+                               "answer's correctness, and trains the head."))
 
 
 def _register_policy(parser: argparse.ArgumentParser) -> None:

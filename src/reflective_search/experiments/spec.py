@@ -17,7 +17,7 @@ import yaml
 
 from reflective_search.config import SearchConfig, did_you_mean, config_from_dict, set_dotted
 from reflective_search.errors import ConfigError
-from reflective_search.experiments.problems import DEFAULT_GENERATOR, DEFAULT_TASK, GENERATORS, TASKS
+from reflective_search.experiments.problems import DEFAULT_GENERATOR, FILE_TASK, GENERATORS, TASKS
 from reflective_search.experiments.sweep import SweepGroup, parse_sweep, point_configs
 from reflective_search.yaml_io import read_yaml_mapping
 
@@ -32,7 +32,7 @@ class ProblemsSpec:
     count: int | None = None  # problems the generator makes (None: DEFAULT_COUNT)
     seed: int = 0  # the generator's seed
     limit: int | None = None  # keep only the first `limit` problems (None: all)
-    task: str | None = None  # checker deciding `correct`: countdown | math (None: the generator's, else countdown)
+    task: str | None = None  # checker deciding `correct`: math | countdown (None: math for a file, else the generator's)
     options: Any = None  # the generator's options dataclass (problems.options in YAML)
 
     def __post_init__(self) -> None:
@@ -168,7 +168,7 @@ def _file_problems(given: ProblemsSpec, options: Any) -> ProblemsSpec:
         if value:
             raise ConfigError(f"problems.{key} applies to a generator; with a file use problems.limit")
     path = str(Path(given.file).expanduser().resolve())  # absolute: a rerun from elsewhere reads the same file
-    return dataclasses.replace(given, file=path, task=given.task or DEFAULT_TASK, options=None)
+    return dataclasses.replace(given, file=path, task=given.task or FILE_TASK, options=None)
 
 
 def _seeds(raw: Any, default: int) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ from experiment_helpers import by_key, outcome, read_results, run_cli, save_mode
 from reflective_search.experiments.spec import load_experiment, resolved_dict
 
 RECORD_FIELDS = {"problem_id", "point", "seed", "method", "answer", "reference", "correct", "score", "generated_tokens",
-                 "forwarded_tokens", "expansions", "parameters", "flops", "seconds", "text"}
+                 "forwarded_tokens", "expansions", "parameters", "flops", "seconds", "cpu_seconds", "unspent_tokens",
+                 "text"}
 SAMPLING = {"max_step_tokens": 8, "max_steps": 3}
 
 

@@ -107,6 +107,10 @@ class MCTSConfig:
     aggregate: str = "geometric"  # how step scores rank a finished trajectory
     virtual_loss: float = 1.0  # zero-valued visits added per in-flight selection
     resample: int = 0  # extra sampling rounds for a leaf whose children were not all distinct
+    # Extra sampling rounds, when a round would leave the tree no open leaf, that ask the
+    # leaves being expanded for more children until one is open or the budget is spent
+    # (0: off; the search then stops early and reports the unspent budget).
+    widen: int = 8
 
     def __post_init__(self) -> None:
         _require(self.children >= 1, "mcts.children", "an integer >= 1", self.children)
@@ -117,6 +121,7 @@ class MCTSConfig:
         _require(self.aggregate in AGGREGATES, "mcts.aggregate", " | ".join(AGGREGATES), self.aggregate)
         _require(self.virtual_loss >= 0, "mcts.virtual_loss", "a number >= 0", self.virtual_loss)
         _require(self.resample >= 0, "mcts.resample", "an integer >= 0", self.resample)
+        _require(self.widen >= 0, "mcts.widen", "an integer >= 0", self.widen)
 
 
 @dataclass(frozen=True, slots=True)

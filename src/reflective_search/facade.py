@@ -59,17 +59,19 @@ class ReflectiveSearch:
             search(ids, self.model.format_prompt(problem), self.config, self._seed(ids))
             for ids, problem in zip(prompts, problems)
         ]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         outcomes = run_searches(generators, self.expander)
-        seconds = (time.perf_counter() - start) / max(len(problems), 1)
+        share = max(len(problems), 1)
+        seconds = ((time.perf_counter() - start) / share, (time.process_time() - cpu_start) / share)
         return [self._solution(problem, result, seconds) for problem, result in zip(problems, outcomes)]
 
     def _seed(self, prompt_ids: Sequence[int]) -> int:
         """Per-problem seed: the same problem and config give the same tree in any batch."""
         return derive_seed(self.config.seed, tuple(prompt_ids))
 
-    def _solution(self, problem: str, result: SearchOutcome, seconds: float) -> Solution:
+    def _solution(self, problem: str, result: SearchOutcome, seconds: tuple[float, float]) -> Solution:
         meter = result.meter
-        stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, seconds)
+        stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, *seconds,
+                      unspent_tokens=meter.unspent_tokens)
         text = result.tree.response_text(result.chosen)
         return Solution(problem, self.config.method, result.answer, text, result.score, stats, result.tree)

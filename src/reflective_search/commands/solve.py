@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         "verdict": _verdict(args.problem, solution.text),
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
+        "cpu_seconds": round(stats.cpu_seconds, 3), "unspent_tokens": stats.unspent_tokens,
     }
     if args.json:
         print(json.dumps(result))

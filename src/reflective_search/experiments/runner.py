@@ -131,6 +131,8 @@ def make_record(item: WorkItem, problem: Problem, solution, parameters: int) -> 
         "parameters": parameters,
         "flops": 2 * parameters * stats.forwarded_tokens,
         "seconds": stats.seconds,
+        "cpu_seconds": stats.cpu_seconds,
+        "unspent_tokens": stats.unspent_tokens,
         "text": solution.text,
     }
 

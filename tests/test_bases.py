@@ -93,3 +93,39 @@ def test_the_saved_task_prompt_goes_inside_the_chat_template(tiny_llama, tmp_pat
     assert loaded.format_prompt("1+1") == "<user>Solve: 1+1</user><a>"
     solution = ReflectiveSearch(loaded, {"method": "greedy", "sampling": {"max_step_tokens": 4, "max_steps": 1}}).solve("1+1")
     assert solution.problem == "1+1"
+
+
+def test_from_backbone_takes_a_trained_head_and_its_standardisation(tiny_llama, tmp_path):
+    state = {key: value.clone() for key, value in tiny_llama.head.state_dict().items()}
+    norm = (torch.full((64,), 0.5), torch.full((64,), 2.0))
+    model = ReflectiveModel.from_backbone(tiny_llama.backbone, tiny_llama.tokenizer, head=state, feature_norm=norm)
+    assert model.settings.head_trained  # a given head is taken as trained: no warning
+    features = torch.randn(3, 64)
+    with torch.no_grad():
+        expected = torch.sigmoid(tiny_llama.head((features - 0.5) / 2.0).squeeze(-1))
+    assert torch.allclose(model.score_features(features), expected, atol=1e-6)
+    model.save_pretrained(tmp_path / "m")
+    loaded = ReflectiveModel.from_pretrained(tmp_path / "m")
+    assert torch.equal(loaded.feature_norm[0], norm[0]) and torch.equal(loaded.feature_norm[1], norm[1])
+    assert torch.allclose(loaded.score_features(features), expected, atol=1e-6)
+    with pytest.raises(ModelError, match=r"the head's state dict lacks \['3.weight', '3.bias'\]"):
+        ReflectiveModel.from_backbone(tiny_llama.backbone, tiny_llama.tokenizer,
+                                      head={k: v for k, v in state.items() if k.startswith("0.")})
+
+
+def test_a_standardised_frozen_head_trains_and_scores_as_trained(tiny_llama):
+    from reflective_search.train.sprm import HeadConfig, Trajectory, frozen_features, train_head
+    from reflective_search.train.tasks import TrainingProblem
+
+    problem = TrainingProblem("Evaluate: 2+2", "4")
+    responses = [("2+2=4.\n\nAnswer: 4.\n\n", True), ("2+2=5.\n\nAnswer: 5.\n\n", False)] * 4
+    trajectories = [Trajectory(problem, tuple(tiny_llama.encode_prompt(problem.text)),
+                               tuple(tiny_llama.tokenizer(r, add_special_tokens=False)["input_ids"]), r, ok)
+                    for r, ok in responses]
+    trained = train_head(tiny_llama, trajectories, HeadConfig(loss="bce", epochs=3, standardise=True))
+    features, *_ = frozen_features(tiny_llama, trajectories)
+    mean, std = trained.feature_norm
+    assert torch.allclose(mean, features.mean(0)) and torch.allclose(std, features.std(0).clamp_min(1e-6))
+    assert trained.settings.head_trained
+    with pytest.raises(ValueError, match="standardise applies to frozen heads"):
+        train_head(tiny_llama, trajectories, HeadConfig(backbone_scale=1e-4, standardise=True))

@@ -106,6 +106,8 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=["outcome", "steps"], default=defaults.labels,
                         help="outcome: final-answer correctness (the SPRM's only signal); steps: the step "
                              "checker's labels, a diagnostic upper bound that no shipped head may use")
+    parser.add_argument("--standardise", action="store_true",
+                        help="frozen heads: standardise the features (their training mean and std are saved with the head)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.set_defaults(func=run_sprm)
 
@@ -192,7 +194,7 @@ def run_sprm(args: argparse.Namespace) -> int:
     config = HeadConfig(loss=args.loss, backbone_scale=args.backbone_scale, epochs=args.epochs,
                         learning_rate=args.learning_rate, feature_layer=args.feature_layer,
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
-                        batch_size=args.batch_size, labels=args.labels, seed=args.seed)
+                        batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
     model = train_head(model, trajectories, config, task=task)
     model.save_pretrained(args.out)
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "

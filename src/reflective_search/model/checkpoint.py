@@ -24,6 +24,7 @@ HEAD_FILE = "sprm_head.safetensors"
 METASTONE_HEAD_FILE = "score_module.pt"
 FORMAT_VERSION = 1
 HEAD_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias")
+NORM_KEYS = ("feature_mean", "feature_std")  # optional: the standardisation a head was trained behind
 
 
 def save_model(model: ReflectiveModel, directory) -> None:
@@ -40,6 +41,8 @@ def save_model(model: ReflectiveModel, directory) -> None:
         model.backbone.save_pretrained(directory)  # a peft model writes only its adapter
     model.tokenizer.save_pretrained(directory)
     head_state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+    if model.feature_norm is not None:
+        head_state |= {key: t.detach().float().contiguous().cpu() for key, t in zip(NORM_KEYS, model.feature_norm)}
     save_file(head_state, str(directory / HEAD_FILE))
     settings = asdict(model.settings)
     settings["head_width"] = head_shape(head_state)[1]
@@ -90,11 +93,12 @@ def load_model(directory, *, dtype: torch.dtype = torch.float32, device: str | t
         backbone, tokenizer = _load_adapter(directory, base, dtype, device, attn_implementation)
     else:
         backbone, tokenizer = _load_backbone(directory, dtype, device, attn_implementation)
+    norm = tuple(head_state.pop(key) for key in NORM_KEYS) if all(k in head_state for k in NORM_KEYS) else None
     hidden, width = head_shape(head_state)
     head = build_head(hidden, width)
-    head.load_state_dict(head_state)
+    head.load_state_dict({key: head_state[key] for key in HEAD_KEYS})
     head.to(device=device, dtype=dtype)
-    model = ReflectiveModel(backbone, tokenizer, head, settings)
+    model = ReflectiveModel(backbone, tokenizer, head, settings, norm)
     model.source, model.base_name = source, base
     model.adapter_source = directory if (directory / ADAPTER_FILE).is_file() else None
     return model
@@ -187,7 +191,7 @@ def _check_head_keys(state: dict, path: Path) -> dict[str, torch.Tensor]:
     missing = [k for k in HEAD_KEYS if k not in state]
     if missing:
         raise ModelError(f"{path} lacks head weights {missing}: expected keys {list(HEAD_KEYS)}")
-    return {k: state[k] for k in HEAD_KEYS}
+    return {k: state[k] for k in (*HEAD_KEYS, *NORM_KEYS) if k in state}
 
 
 def pick_attention(requested: str | None, device) -> str:

@@ -66,10 +66,13 @@ def _feature_tap(layer: nn.Module) -> threading.local:
 class ReflectiveModel(nn.Module):
     """The policy and its SPRM head, sharing one backbone."""
 
-    def __init__(self, backbone: nn.Module, tokenizer, head: nn.Module, settings: ModelSettings) -> None:
+    def __init__(self, backbone: nn.Module, tokenizer, head: nn.Module, settings: ModelSettings,
+                 feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        # Optional standardisation the head was trained behind: (mean [H], std [H]) of the features.
+        self.feature_norm = feature_norm
         self.tokenizer = tokenizer
         self.settings = settings
         self.source = str(getattr(backbone.config, "_name_or_path", "") or type(backbone).__name__)  # for messages
@@ -87,16 +90,23 @@ class ReflectiveModel(nn.Module):
 
     @classmethod
     def from_backbone(cls, backbone: nn.Module, tokenizer, settings: ModelSettings | None = None,
-                      seed: int = 0) -> "ReflectiveModel":
-        """Attach a freshly initialised SPRM head (seeded) to any HF causal LM."""
+                      seed: int = 0, head: nn.Module | dict | None = None,
+                      feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> "ReflectiveModel":
+        """Attach an SPRM head to any HF causal LM: a trained one (a module or a state dict
+        with MetaStone-S1's keys, optionally behind a feature standardisation), or, when
+        ``head`` is None, a freshly initialised one (seeded, and marked untrained)."""
         settings = settings or ModelSettings()
-        width = settings.head_width or 2 * backbone.config.hidden_size
-        settings = dataclasses.replace(settings, head_width=width, head_trained=False)  # saved configs state it
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            head = build_head(backbone.config.hidden_size, width)
+        if head is None:
+            width = settings.head_width or 2 * backbone.config.hidden_size
+            settings = dataclasses.replace(settings, head_width=width, head_trained=False)  # saved configs state it
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                head = build_head(backbone.config.hidden_size, width)
+        elif isinstance(head, dict):
+            head = _head_from_state(head)
+        settings = dataclasses.replace(settings, head_width=head_shape(head.state_dict())[1])
         head.to(device=backbone.device, dtype=next(backbone.parameters()).dtype)
-        return cls(backbone, tokenizer, head, settings)
+        return cls(backbone, tokenizer, head, settings, feature_norm)
 
     @classmethod
     def from_pretrained(cls, directory, **load_options) -> "ReflectiveModel":
@@ -105,9 +115,10 @@ class ReflectiveModel(nn.Module):
 
         return load_model(directory, **load_options)
 
-    def with_head(self, head: nn.Module, settings: ModelSettings) -> "ReflectiveModel":
+    def with_head(self, head: nn.Module, settings: ModelSettings,
+                  feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> "ReflectiveModel":
         """A new wrapper around the same backbone with another head (and settings)."""
-        model = ReflectiveModel(self.backbone, self.tokenizer, head, settings)
+        model = ReflectiveModel(self.backbone, self.tokenizer, head, settings, feature_norm)
         model.source, model.base_name, model.adapter_source = self.source, self.base_name, self.adapter_source
         return model
 
@@ -213,9 +224,17 @@ class ReflectiveModel(nn.Module):
             self._sinks.current = None
 
 
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The head's logits [...] for features [..., H], standardised first if the head was trained so."""
+        features = features.to(self.head[0].weight.dtype)
+        if self.feature_norm is not None:
+            mean, std = self.feature_norm
+            features = (features - mean.to(features)) / std.to(features)
+        return self.head(features).squeeze(-1)
+
     def score_features(self, features: torch.Tensor) -> torch.Tensor:
         """Step scores in [0, 1] (sigmoid of the head's logit) for features [..., H]."""
-        logits = self.head(features.to(self.head[0].weight.dtype)).squeeze(-1).float()
+        logits = self.head_logits(features).float()
         if torch.isnan(logits).any():
             raise ModelError("the SPRM head produced NaN scores: its weights or the backbone's activations are broken")
         return torch.sigmoid(logits)
@@ -240,6 +259,17 @@ class ReflectiveModel(nn.Module):
         inference both read features here, so they cannot drift apart.
         """
         return [prompt_length + j - 1 for j in self.boundary.response_step_tokens(response_ids)]
+
+
+def _head_from_state(state: dict) -> nn.Module:
+    """A head module holding a state dict with MetaStone-S1's keys."""
+    missing = [key for key in ("0.weight", "0.bias", "3.weight", "3.bias") if key not in state]
+    if missing:
+        raise ModelError(f"the head's state dict lacks {missing}: expected MetaStone-S1's keys 0.*, 3.*")
+    hidden, width = head_shape(state)
+    head = build_head(hidden, width)
+    head.load_state_dict({key: state[key] for key in ("0.weight", "0.bias", "3.weight", "3.bias")})
+    return head
 
 
 def check_problem(problem: object) -> None:

@@ -61,7 +61,8 @@ def add_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or 2 * config.lora_rank, lora_dropout=0.0,
                       target_modules="all-linear", task_type="CAUSAL_LM")
-    wrapped = ReflectiveModel(get_peft_model(model.backbone, lora), model.tokenizer, model.head, model.settings)
+    wrapped = ReflectiveModel(get_peft_model(model.backbone, lora), model.tokenizer, model.head, model.settings,
+                              model.feature_norm)
     wrapped.source, wrapped.base_name = model.source, model.base_name
     return wrapped
 
@@ -199,7 +200,7 @@ def for_task(model: ReflectiveModel, task) -> ReflectiveModel:
     settings = dataclasses.replace(model.settings, message_template=task.message_template,
                                    prompt_template=task.message_template + "\n\n",
                                    search_defaults=task.search_defaults)
-    return model.with_head(model.head, settings)
+    return model.with_head(model.head, settings, model.feature_norm)
 
 
 def example_stream(problems: str, numbers, seed: int, held_out: int) -> tuple[Callable[[int], TrainingProblem], list]:
@@ -253,6 +254,6 @@ def save_policy(model: ReflectiveModel, out: Path, adapter_over_base: bool) -> N
     """An adapter over the named base (a few MB) when possible, else the merged full weights."""
     if hasattr(model.backbone, "peft_config") and not adapter_over_base:
         merged = model.backbone.merge_and_unload()
-        model = ReflectiveModel(merged, model.tokenizer, model.head, model.settings)
+        model = ReflectiveModel(merged, model.tokenizer, model.head, model.settings, model.feature_norm)
         model.base_name = None
     model.save_pretrained(out)

@@ -53,6 +53,7 @@ class HeadConfig:
     feature_layer: int = -1  # decoder layer whose input the head reads (-1: the last, as MetaStone-S1)
     policy_weight: float = 1.0  # joint training: weight of the policy loss on correct trajectories
     labels: str = "outcome"  # outcome (final correctness; the SPRM's only signal) | steps (diagnostic)
+    standardise: bool = False  # frozen heads: standardise each feature (train mean and std, saved with the head)
     seed: int = 0  # head init and batch order
 
 
@@ -258,6 +259,8 @@ def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], confi
     settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer, head_trained=True)
     model = model.with_head(head, settings)
     if config.backbone_scale > 0:
+        if config.standardise:
+            raise ValueError("standardise applies to frozen heads (backbone_scale 0): the features move in joint training")
         _train_joint(model, trajectories, config, log, task)
         model.adapter_source = None  # the backbone changed: it is saved in full
     else:
@@ -272,6 +275,8 @@ def _head_optimizer(model: ReflectiveModel, config: HeadConfig) -> torch.optim.O
 def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log, task: Task | None) -> None:
     """Features computed once; the head trains on them alone (trajectory-level batches)."""
     features, labels, owners, _ = frozen_features(model, trajectories, labels=config.labels, task=task)
+    if config.standardise:
+        model.feature_norm = (features.mean(dim=0), features.std(dim=0).clamp_min(1e-6))
     loss_fn, optimizer = LOSSES[config.loss], _head_optimizer(model, config)
     order, rng, start = list(range(len(trajectories))), random.Random(config.seed), time.perf_counter()
     model.head.train()
@@ -282,7 +287,7 @@ def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log,
             chosen = torch.zeros(len(trajectories), dtype=torch.bool)
             chosen[order[first: first + config.batch_size]] = True
             steps = chosen[owners]
-            loss = loss_fn(model.head(features[steps]).squeeze(-1), labels[steps])
+            loss = loss_fn(model.head_logits(features[steps]), labels[steps])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -332,7 +337,7 @@ def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss
     positions = torch.arange(batch.input_ids.shape[1])[None].expand_as(batch.input_ids)
     logits, features = model(batch.input_ids, position_ids=positions, attention_mask=batch.attention_mask)
     features = scale_gradient(features[batch.rows, batch.positions], config.backbone_scale)
-    head_loss = loss_fn(model.head(features).squeeze(-1), batch.labels)
+    head_loss = loss_fn(model.head_logits(features), batch.labels)
     targets = batch.policy_labels
     if (targets[:, 1:] != -100).any():
         policy_loss = torch.nn.functional.cross_entropy(
@@ -345,7 +350,7 @@ def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss
 def _log_epoch(log, epoch: int, total: float, features, labels, model, start: float) -> None:
     with torch.no_grad():
         model.head.eval()
-        agree = ((model.head(features).squeeze(-1) > 0) == (labels > 0.5)).float().mean().item()
+        agree = ((model.head_logits(features) > 0) == (labels > 0.5)).float().mean().item()
         model.head.train()
     print(f"epoch {epoch} loss {total:.4f} agreement {agree:.3f} elapsed {time.perf_counter() - start:.0f}s",
           file=log, flush=True)

@@ -129,3 +129,10 @@ def test_a_standardised_frozen_head_trains_and_scores_as_trained(tiny_llama):
     assert trained.settings.head_trained
     with pytest.raises(ValueError, match="standardise applies to frozen heads"):
         train_head(tiny_llama, trajectories, HeadConfig(backbone_scale=1e-4, standardise=True))
+
+
+def test_an_unknown_model_names_every_model_known_by_name(tmp_path):
+    with pytest.raises(ModelError) as caught:
+        ReflectiveModel.from_pretrained(tmp_path / "nope")
+    assert str(caught.value) == (f"model directory {tmp_path / 'nope'} does not exist: pass a saved model's folder or "
+                                 "a model's name (countdown-tiny, smollm2-135m-instruct)")

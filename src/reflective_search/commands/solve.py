@@ -15,7 +15,8 @@ def register(subparsers) -> None:
     parser.add_argument("problem", help="the problem text")
     parser.add_argument("--config", help="a search config YAML (overrides of the defaults)")
     parser.add_argument("--method", choices=["greedy", "majority", "best_of_n", "beam", "mcts"])
-    parser.add_argument("--model", help="a saved model directory or a shipped model's name (default: the shipped model)")
+    parser.add_argument("--model", help="a saved model directory, a shipped model's or a base model's name "
+                                         "(default: the shipped model)")
     parser.add_argument("--tree", metavar="OUT.json", help="also write the search tree as JSON")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)

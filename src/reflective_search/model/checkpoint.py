@@ -141,7 +141,11 @@ def _resolve(directory) -> Path:
     shipped = shipped_model_path(str(directory))
     if shipped is not None:
         return shipped
-    raise ModelError(f"model directory {directory} does not exist: pass a saved model's folder or a shipped model's name")
+    from reflective_search.model.bases import base_names
+    from reflective_search.shipped import shipped_model_names
+
+    names = ", ".join(shipped_model_names() + base_names())
+    raise ModelError(f"model directory {directory} does not exist: pass a saved model's folder or a model's name ({names})")
 
 
 def _read_settings(path: Path) -> tuple[ModelSettings, str | None]:

@@ -236,8 +236,8 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
     """Load, adapt to the task, fine-tune (resuming if ``out`` has a checkpoint), save; a summary."""
     from reflective_search.train.tasks import get_task
 
+    example, valid = example_stream(problems, list(numbers), config.seed, held_out)  # bad files fail first
     model = for_task(load_start(base), get_task(task_name))
-    example, valid = example_stream(problems, list(numbers), config.seed, held_out)
     for probe in (example(0), *valid[:1]):
         encode_example(model, probe.text, probe.solution)  # a bad record fails now, not at step 1,000
     if config.lora_rank:

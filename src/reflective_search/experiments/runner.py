@@ -71,7 +71,8 @@ def execute(executor: Executor, work: Sequence["WorkItem"], run_dir: Path, store
             for record in done.result:
                 store.append(record)
                 progress.add(record)
-            append_event(run_dir, {"event": "done", **done.worker, "records": [list(record_key(r)) for r in done.result]})
+            keys = [list(record_key(record)) for record in done.result]
+            append_event(run_dir, {"event": "done", "item": done.index, **done.worker, "records": keys})
 
 
 def plan_work(points: Sequence[tuple[Point, SearchConfig]], seeds: Sequence[int], problems: Sequence[Problem],
@@ -92,19 +93,20 @@ def _key(problem: Problem, point: Point, seed: int):
 
 
 class BatchSolver:
-    """Solves work items with one model, reusing its searcher while the config stays the same."""
+    """Solves work items with one model, a fresh searcher per item.
+
+    Fresh because a reused expander's scores depend on what it solved before (its KV
+    arena's history shifts float rounding, ~1e-8): a record must depend only on its item,
+    whichever worker, and after whichever items, solves it. Building one costs < 1 ms.
+    """
 
     def __init__(self, model) -> None:
         self.model = model
-        self._config: SearchConfig | None = None
-        self._search = None
 
     def __call__(self, item: WorkItem) -> list[dict[str, Any]]:
-        if item.config != self._config:
-            from reflective_search.facade import ReflectiveSearch
+        from reflective_search.facade import ReflectiveSearch
 
-            self._search, self._config = ReflectiveSearch(self.model, item.config), item.config
-        solutions = self._search.solve_batch([problem.text for problem in item.problems])
+        solutions = ReflectiveSearch(self.model, item.config).solve_batch([problem.text for problem in item.problems])
         parameters = self.model.num_parameters
         return [make_record(item, problem, solution, parameters) for problem, solution in zip(item.problems, solutions)]
 

@@ -36,3 +36,10 @@ def char_model():
                          eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(3)
     return ReflectiveModel.from_backbone(LlamaForCausalLM(config).eval(), tokenizer)
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """A ``test_ray_*.py`` module runs inside a loopback-only network namespace (ray_namespace.py)."""
+    from ray_namespace import collect_ray_module
+
+    return collect_ray_module(module_path, parent)

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -29,6 +29,9 @@ from reflective_search.tasks.countdown import SEARCH_LIMITS, CountdownProblem, c
 from reflective_search.tasks.countdown_labels import label_steps
 from reflective_search.train.losses import LOSSES
 from reflective_search.train.policy import pad_batch
+
+if TYPE_CHECKING:
+    from reflective_search.config import SearchConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +116,44 @@ def sample_with_search(model: ReflectiveModel, problems: Sequence[CountdownProbl
     The samples come from exactly the distribution search draws from (``SEARCH_LIMITS``).
     The engine seeds each problem from its prompt, so the k-th copy of a repeated problem
     is drawn with seed ``seed + k``: copies add new samples instead of repeating them.
+    The work is cut into ``SampleUnit``s, so an executor can run the same units elsewhere
+    (train/executor_sampling.py) and get the very same trajectories.
     """
     from tqdm import tqdm
 
+    out: list[Trajectory] = []
+    with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
+        for unit in sample_units(problems, samples, temperature, top_p, seed, chunk):
+            out += sample_unit(model, unit)
+            bar.update(len(unit.problems))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SampleUnit:
+    config: "SearchConfig"  # the search drawing the samples, its seed set for this unit's round of copies
+    problems: tuple[CountdownProblem, ...]  # solved together in one solve_batch call
+
+
+def sample_units(problems: Sequence[CountdownProblem], samples: int, temperature: float, top_p: float = 0.95,
+                 seed: int = 0, chunk: int = 64) -> list[SampleUnit]:
+    """The solve_batch calls ``sample_with_search`` makes, in order."""
     from reflective_search.config import SearchConfig
-    from reflective_search.facade import ReflectiveSearch
 
     method = {"method": "greedy"} if temperature == 0 else {"method": "best_of_n", "best_of_n.n": samples}
     base = SearchConfig().replace(**SEARCH_LIMITS, **method, **{"sampling.temperature": temperature,
                                                                "sampling.top_p": top_p})
-    out: list[Trajectory] = []
-    rounds = _copies_by_round(problems)
-    with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
-        for copy, group in enumerate(rounds):
-            search = ReflectiveSearch(model, base.replace(seed=seed + copy))
-            for first in range(0, len(group), chunk):
-                part = group[first: first + chunk]
-                for problem, solution in zip(part, search.solve_batch([p.text for p in part])):
-                    out += _tree_trajectories(model, problem, solution.tree)
-                bar.update(len(part))
-    return out
+    return [SampleUnit(base.replace(seed=seed + copy), tuple(group[first: first + chunk]))
+            for copy, group in enumerate(_copies_by_round(problems)) for first in range(0, len(group), chunk)]
+
+
+@torch.no_grad()
+def sample_unit(model: ReflectiveModel, unit: SampleUnit) -> list[Trajectory]:
+    """Every leaf of every problem's search tree, as a labelled trajectory."""
+    from reflective_search.facade import ReflectiveSearch
+
+    solutions = ReflectiveSearch(model, unit.config).solve_batch([p.text for p in unit.problems])
+    return [t for problem, solution in zip(unit.problems, solutions) for t in _tree_trajectories(model, problem, solution.tree)]
 
 
 def _copies_by_round(problems: Sequence[CountdownProblem]) -> list[list[CountdownProblem]]:

@@ -27,6 +27,7 @@ setup(
         "matplotlib>=3.8",
         "math-verify==0.9.0",
     ],
-    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"]},
+    # ray: executor.kind ray and train sprm --executor ray (verified with 2.60.0; imported only then).
+    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"], "ray": ["ray==2.60.0"]},
     entry_points={"console_scripts": ["reflective-search=reflective_search.cli:main"]},
 )

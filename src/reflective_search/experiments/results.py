@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -209,7 +210,7 @@ def record_executor(run_dir: Path, description: Mapping[str, Any]) -> None:
 def append_event(run_dir: Path, event: Mapping[str, Any]) -> None:
     """Append one worker event to executor.jsonl (diagnostics: the results never depend on it)."""
     with open(Path(run_dir) / EXECUTOR_LOG, "a", encoding="utf-8") as log:
-        log.write(json.dumps(event) + "\n")
+        log.write(json.dumps({**event, "at": round(time.time(), 3)}) + "\n")  # at: Unix time, seconds
 
 
 def _version(package: str) -> str | None:

@@ -106,3 +106,15 @@ def test_train_sprm_executor_flags_are_checked(tiny_llama, tmp_path_factory, tmp
     model = save_model_once(tiny_llama, tmp_path_factory)
     code, _, err = run_cli("train", "sprm", "--model", model, "--out", tmp_path / "out", "--problems", 2, *flags)
     assert (code, err.splitlines()[-1]) == (2, f"error: {message}")
+
+
+def test_sampling_on_a_two_worker_pool_gives_the_trajectories_of_in_process_sampling(tiny_llama, tmp_path_factory):
+    from reflective_search.train.executor_sampling import sample_on_executor
+    from reflective_search.train.sprm import sample_with_search, training_problems
+
+    model = save_model_once(tiny_llama, tmp_path_factory)
+    a, b, c = training_problems(3, [3], 2)
+    problems = [a, b, c, a, b]  # two rounds of copies, cut into units of 2: three units over two workers
+    here = sample_with_search(tiny_llama, problems, 2, 1.0, chunk=2, progress=False)
+    pooled = sample_on_executor(ExecutorSpec(workers=2), str(model), problems, 2, 1.0, chunk=2, progress=False)
+    assert pooled == here and len(here) == 10

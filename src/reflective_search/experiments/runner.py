@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from reflective_search.config import SearchConfig
 from reflective_search.experiments.executors import Executor, open_executor
@@ -22,6 +22,9 @@ from reflective_search.experiments.results import (
 )
 from reflective_search.experiments.spec import ExperimentSpec, resolved_dict
 from reflective_search.experiments.sweep import Point, point_configs
+
+if TYPE_CHECKING:
+    from reflective_search.experiments.progress import Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,8 @@ def run_experiment(spec: ExperimentSpec, show_progress: bool = True) -> RunSumma
                           correct / max(len(store.records), 1))
 
 
-def execute(executor: Executor, work: Sequence["WorkItem"], run_dir: Path, store: ResultStore, progress) -> None:
+def execute(executor: Executor, work: Sequence["WorkItem"], run_dir: Path, store: ResultStore,
+            progress: "Progress") -> None:
     """Solve every item on the executor, appending its records as it finishes (any order)."""
     with executor:
         record_executor(run_dir, executor.describe())

@@ -79,10 +79,12 @@ class RayExecutor:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for slot in self._slots:
-            self.ray.kill(slot.actor, no_restart=True)
-        if self._owns_ray:
-            self.ray.shutdown()
+        try:
+            for slot in self._slots:
+                self.ray.kill(slot.actor, no_restart=True)
+        finally:
+            if self._owns_ray:
+                self.ray.shutdown()
 
     def _init_ray(self) -> None:
         address = self.spec.address
@@ -191,6 +193,7 @@ class RayExecutor:
         self.log({"event": "lost", **slot.info, "item": slot.job[0] if slot.job else None, "error": _first_line(exc)})
         if slot.job is not None:
             queue.appendleft(slot.job)
+        slot.ready, slot.job = False, None  # dead: never sent anything again
         if self._lost > LOST_WORKERS_PER_WORKER * self.spec.workers:
             raise ConfigError(f"executor: {self._lost} Ray workers died (last: {_first_line(exc)}): "
                               "check the cluster's nodes and memory (`ray status`)")

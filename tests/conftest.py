@@ -119,3 +119,10 @@ def smol(smol_cache):
     from reflective_search.model import ReflectiveModel
 
     return ReflectiveModel.from_pretrained("smollm2-135m-instruct")
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """A ``test_ray_*.py`` module runs inside a loopback-only network namespace (ray_namespace.py)."""
+    from ray_namespace import collect_ray_module
+
+    return collect_ray_module(module_path, parent)

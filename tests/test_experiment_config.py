@@ -10,7 +10,7 @@ from experiment_helpers import run_cli, write_yaml
 
 from reflective_search.errors import ConfigError, ProblemError
 from reflective_search.experiments.problems import TASKS, CountdownOptions, load_problems
-from reflective_search.experiments.spec import ExperimentSpec, load_experiment, parse_override, resolved_dict, spec_from_dict
+from reflective_search.experiments.spec import ExecutorSpec, ExperimentSpec, load_experiment, parse_override, resolved_dict, spec_from_dict
 from reflective_search.experiments.sweep import point_configs, sweep_points
 from reflective_search.solution import Solution, Stats
 
@@ -34,7 +34,8 @@ def ship_only(monkeypatch, tmp_path, *names: str) -> None:
 def test_empty_config_gives_the_documented_defaults(monkeypatch, tmp_path):
     ship_only(monkeypatch, tmp_path)
     spec = spec_from_dict({})
-    assert (spec.model, spec.seeds, spec.sweep, spec.workers, spec.batch_size) == (None, (0,), (), 1, 8)
+    assert (spec.model, spec.seeds, spec.sweep, spec.executor, spec.batch_size) == (None, (0,), (), ExecutorSpec(), 8)
+    assert spec.executor == ExecutorSpec(kind="local", address=None, workers=1, cpus_per_worker=1, gpus_per_worker=0)
     assert spec.output_dir == "runs/experiment"
     problems = spec.problems
     assert (problems.file, problems.generator, problems.count, problems.seed, problems.limit, problems.task) == (
@@ -67,6 +68,16 @@ def test_resolved_config_loads_back_to_the_same_spec():
     assert spec_from_dict(resolved_dict(spec)) == spec
 
 
+def test_top_level_workers_is_the_old_spelling_of_executor_workers():
+    assert spec_from_dict({"workers": 3}).executor == ExecutorSpec(workers=3)
+    assert "workers" not in resolved_dict(spec_from_dict({"workers": 3}))  # config.yaml holds executor.workers only
+
+
+def test_ray_executor_keys_load():
+    executor = {"kind": "ray", "address": "127.0.0.1:6379", "workers": 4, "cpus_per_worker": 2, "gpus_per_worker": 1}
+    assert spec_from_dict({"executor": executor}).executor == ExecutorSpec("ray", "127.0.0.1:6379", 4, 2, 1.0)
+
+
 def test_problem_file_path_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = spec_from_dict({"problems": {"file": "problems.jsonl"}})
@@ -84,7 +95,7 @@ REFUSED = {
     "unknown top-level key": (
         {"worker": 2},
         "unknown key 'worker' (did you mean 'workers'?); valid keys: model, problems, search, seeds, sweep, "
-        "output_dir, workers, batch_size"),
+        "output_dir, executor, batch_size, workers"),
     "unknown search key": (
         {"search": {"mcts": {"childrn": 2}}},
         "unknown key 'search.mcts.childrn' (did you mean 'children'?); valid keys: children, c_puct, "
@@ -99,6 +110,22 @@ REFUSED = {
         "high, target_low, target_high"),
     "wrong type": ({"workers": "two"}, "workers: 'two' is not allowed; expected an integer >= 1"),
     "workers below one": ({"workers": 0}, "workers: 0 is not allowed; expected an integer >= 1"),
+    "executor workers below one": (
+        {"executor": {"workers": 0}}, "executor.workers: 0 is not allowed; expected an integer >= 1"),
+    "unknown executor key": (
+        {"executor": {"kind": "ray", "cpu_per_worker": 2}},
+        "unknown key 'executor.cpu_per_worker' (did you mean 'cpus_per_worker'?); valid keys: kind, address, "
+        "workers, cpus_per_worker, gpus_per_worker"),
+    "unknown executor kind": ({"executor": {"kind": "dask"}}, "executor.kind: 'dask' is not allowed; expected local | ray"),
+    "address with kind local": (
+        {"executor": {"address": "auto"}},
+        "executor.address applies to a Ray cluster: set executor.kind: ray or drop it"),
+    "gpus with kind local": (
+        {"executor": {"gpus_per_worker": 1}},
+        "executor.gpus_per_worker applies to a Ray cluster: set executor.kind: ray or drop it"),
+    "workers set twice": (
+        {"workers": 2, "executor": {"workers": 2}},
+        "workers is set twice: drop the top-level workers and keep executor.workers"),
     "batch size below one": ({"batch_size": 0}, "batch_size: 0 is not allowed; expected an integer >= 1"),
     "search value out of range": (
         {"search": {"sampling": {"top_p": 0}}}, "sampling.top_p: 0.0 is not allowed; expected a number in (0, 1]"),
@@ -167,7 +194,7 @@ def test_override_value_is_read_as_yaml(text, expected):
 def test_overrides_replace_values_of_the_yaml_file(tmp_path):
     path = write_yaml(tmp_path / "c.yaml", {"search": {"method": "mcts", "mcts": {"children": 4}}, "workers": 1})
     spec = load_experiment(path, ["search.mcts.children=2", "workers=2", "sweep.search.budget.tokens=[64, 128]"])
-    assert (spec.search.mcts.children, spec.workers) == (2, 2)
+    assert (spec.search.mcts.children, spec.executor.workers) == (2, 2)
     assert spec.sweep == ((("search.budget.tokens", (64, 128)),),)
 
 

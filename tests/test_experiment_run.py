@@ -68,7 +68,8 @@ def test_run_directory_holds_the_environment_without_hostname(swept_run):
 
     environment = json.loads((swept_run[1] / "environment.json").read_text(encoding="utf-8"))
     assert set(environment) == {"python", "platform", "torch", "transformers", "numpy", "reflective_search",
-                                "git_commit", "git_dirty"}
+                                "git_commit", "git_dirty", "executor"}
+    assert environment["executor"] == {"kind": "local", "workers": 1, "cpus_per_worker": 1}
     assert environment["python"] == platform.python_version()
     assert platform.node() not in json.dumps(environment)
 

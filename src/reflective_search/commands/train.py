@@ -103,6 +103,11 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["generate", "search"], default="search",
                         help="draw the samples through the search engine (7-9x faster here; exactly the distribution "
                              "search samples) or with transformers' generate (how countdown-tiny's head was trained)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="where --sampler search draws the trajectories: this machine, or a Ray cluster")
+    parser.add_argument("--address", default=None,
+                        help='with --executor ray: "auto" or host:port of the cluster (default: a private local Ray)')
+    parser.add_argument("--workers", type=int, default=1, help="sampling workers, each with its own model copy")
     parser.add_argument("--labels", choices=["outcome", "steps"], default=defaults.labels,
                         help="outcome: final-answer correctness (the SPRM's only signal); steps: the step "
                              "checker's labels, a diagnostic upper bound that no shipped head may use")
@@ -183,7 +188,7 @@ def run_sprm(args: argparse.Namespace) -> int:
     if reuse:
         trajectories = load_trajectories(model, args.trajectories)
     else:
-        sample = sample_with_search if args.sampler == "search" else sample_trajectories
+        sample = _executor_sampler(args) or (sample_with_search if args.sampler == "search" else sample_trajectories)
         trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task)
         if args.trajectories:
             save_trajectories(trajectories, args.trajectories)
@@ -200,3 +205,23 @@ def run_sprm(args: argparse.Namespace) -> int:
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
           f"{time.perf_counter() - start:.0f} s, saved to {args.out}")
     return 0
+
+
+def _executor_sampler(args: argparse.Namespace):
+    """``--executor ray`` or ``--workers N``: a sampler drawing on the executor's workers (None: in process)."""
+    from reflective_search.errors import ConfigError
+    from reflective_search.experiments.spec import ExecutorSpec, resolve_model
+    from reflective_search.train.executor_sampling import sample_on_executor
+
+    if args.executor == "local" and args.workers == 1 and args.address is None:
+        return None
+    if args.sampler != "search":
+        raise ConfigError("--executor and --workers draw through the search engine: add --sampler search")
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more")
+    if args.address is not None and args.executor != "ray":
+        raise ConfigError("--address applies to a Ray cluster: add --executor ray")
+    executor = ExecutorSpec(kind=args.executor, address=args.address, workers=args.workers)
+    model_ref = resolve_model(args.model)
+    return lambda model, problems, samples, temperature, seed, task: sample_on_executor(
+        executor, model_ref, problems, samples, temperature, seed=seed, task=task)

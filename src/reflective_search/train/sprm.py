@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -30,6 +30,9 @@ from reflective_search.model.reflective import ReflectiveModel
 from reflective_search.train.losses import LOSSES
 from reflective_search.train.policy import pad_batch
 from reflective_search.train.tasks import Task, TrainingProblem, get_task
+
+if TYPE_CHECKING:
+    from reflective_search.config import SearchConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,29 +120,51 @@ def sample_with_search(model: ReflectiveModel, problems: Sequence[TrainingProble
     defaults, e.g. Countdown's step limits).
     The engine seeds each problem from its prompt, so the k-th copy of a repeated problem
     is drawn with seed ``seed + k``: copies add new samples instead of repeating them.
+    The work is cut into ``SampleUnit``s, so an executor can run the same units elsewhere
+    (train/executor_sampling.py) and get the very same trajectories.
     """
     from tqdm import tqdm
 
+    out: list[Trajectory] = []
+    with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
+        for unit in sample_units(problems, samples, temperature, top_p, seed, chunk, task):
+            out += sample_unit(model, unit)
+            bar.update(len(unit.problems))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SampleUnit:
+    config: "SearchConfig"  # the search drawing the samples, its seed set for this unit's round of copies
+    problems: tuple[TrainingProblem, ...]  # solved together in one solve_batch call
+    task: str = "countdown"  # the name of the task whose checker labels the trajectories
+
+
+def sample_units(problems: Sequence[TrainingProblem], samples: int, temperature: float, top_p: float = 0.95,
+                 seed: int = 0, chunk: int = 64, task: Task | None = None) -> list[SampleUnit]:
+    """The solve_batch calls ``sample_with_search`` makes, in order."""
     from reflective_search.config import SearchConfig
-    from reflective_search.facade import ReflectiveSearch
 
     task = task or get_task("countdown")
     method = {"method": "greedy"} if temperature == 0 else {"method": "best_of_n", "best_of_n.n": samples}
     base = SearchConfig().replace(**dict(task.search_defaults), **method,
                                   **{"sampling.temperature": temperature, "sampling.top_p": top_p})
-    out: list[Trajectory] = []
-    rounds = _copies_by_round(problems)
-    with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
-        for copy, group in enumerate(rounds):
-            with warnings.catch_warnings():  # the head's scores pick nothing here: an untrained one is fine
-                warnings.filterwarnings("ignore", message=".*SPRM head was never trained")
-                search = ReflectiveSearch(model, base.replace(seed=seed + copy))
-            for first in range(0, len(group), chunk):
-                part = group[first: first + chunk]
-                for problem, solution in zip(part, search.solve_batch([p.text for p in part])):
-                    out += _tree_trajectories(model, problem, solution.tree, task)
-                bar.update(len(part))
-    return out
+    return [SampleUnit(base.replace(seed=seed + copy), tuple(group[first: first + chunk]), task.name)
+            for copy, group in enumerate(_copies_by_round(problems)) for first in range(0, len(group), chunk)]
+
+
+@torch.no_grad()
+def sample_unit(model: ReflectiveModel, unit: SampleUnit) -> list[Trajectory]:
+    """Every leaf of every problem's search tree, as a labelled trajectory."""
+    from reflective_search.facade import ReflectiveSearch
+
+    task = get_task(unit.task)
+    with warnings.catch_warnings():  # the head's scores pick nothing here: an untrained one is fine
+        warnings.filterwarnings("ignore", message=".*SPRM head was never trained")
+        search = ReflectiveSearch(model, unit.config)
+    solutions = search.solve_batch([p.text for p in unit.problems])
+    return [t for problem, solution in zip(unit.problems, solutions)
+            for t in _tree_trajectories(model, problem, solution.tree, task)]
 
 
 def _copies_by_round(problems: Sequence[TrainingProblem]) -> list[list[TrainingProblem]]:

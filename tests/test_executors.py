@@ -98,7 +98,8 @@ def test_local_executor_yields_every_item_once_with_its_index(tiny_llama):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--executor", "ray"], "--executor and --workers draw through the search engine: add --sampler search"),
+    (["--executor", "ray", "--sampler", "generate"],
+     "--executor and --workers draw through the search engine: drop --sampler generate"),
     (["--sampler", "search", "--workers", "0"], "--workers 0: give 1 or more"),
     (["--sampler", "search", "--address", "auto"], "--address applies to a Ray cluster: add --executor ray"),
 ])

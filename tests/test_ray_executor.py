@@ -176,5 +176,5 @@ def test_train_sprm_samples_on_ray_workers_the_trajectories_of_local_sampling(cl
                            "--samples", 2, "--sampler", "search", "--executor", "ray", "--address", cluster,
                            "--workers", 2, "--epochs", 1, "--trajectories", tmp_path / "ray.jsonl")
     # A random policy solves nothing: the samples are kept, and the one-class head is refused.
-    assert code == 2 and err.splitlines()[-1].startswith("error: none of the 24 sampled trajectories is correct"), err
+    assert code == 2 and err.splitlines()[-1].startswith("error: none of the 12 sampled trajectories is correct"), err
     assert (tmp_path / "ray.jsonl").read_text(encoding="utf-8") == (tmp_path / "local.jsonl").read_text(encoding="utf-8")

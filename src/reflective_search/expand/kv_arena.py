@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 
 from reflective_search.expand.kv_cache import SlotCache
-from reflective_search.expand.tree_attention import PAD_TOKEN, Decoder, PrefillPlan, tree_attention
+from reflective_search.expand.tree_attention import PAD_TOKEN, Decoder, Packing, PrefillPlan, tree_attention
 from reflective_search.interface import TokenIds, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
 
@@ -52,6 +52,12 @@ class Segment:
     @property
     def complete(self) -> bool:
         return len(self.slots) == len(self.tokens)
+
+
+# Unbounded, compact once slots held exceed this many times the slots segments own. Every
+# decode step attends over whole lanes, so garbage (columns of finished rows, padding)
+# costs attention time each step, while a compaction costs about one step's KV reads.
+GARBAGE_LIMIT = 1.5
 
 
 class KVArena:
@@ -181,13 +187,19 @@ class KVArena:
         return Decoder(self, paths, with_features)
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor, with_features: bool,
-                logits_to_keep: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One tree forward: ids/positions [L, Q], visibility [L, Q, S+Q]. Mutates: the cache
-        gains Q slots per lane (the caller accounts for them with ``grow``)."""
+                logits_to_keep: int | torch.Tensor = 0, packing: Packing | None = None):
+        """One tree forward: ids/positions [L, Q] (or [1, N] packed), visibility [L, Q, S+Q].
+        Mutates: the cache gains Q slots per lane (the caller accounts for them with ``grow``).
+        Returns logits and features shaped like ids."""
         device = self.model.device
-        with tree_attention(self.model.backbone):
-            return self.model(ids.to(device), position_ids=positions.to(device), attention_mask=self.additive_mask(visible),
-                              cache=self.cache, logits_to_keep=logits_to_keep, with_features=with_features)
+        self.cache.packing = packing
+        try:
+            with tree_attention(self.model.backbone, packing):
+                return self.model(ids.to(device), position_ids=positions.to(device),
+                                  attention_mask=self.additive_mask(visible), cache=self.cache,
+                                  logits_to_keep=logits_to_keep, with_features=with_features)
+        finally:
+            self.cache.packing = None
 
     def additive_mask(self, visible: torch.Tensor) -> torch.Tensor:
         """Boolean [L, Q, K] visibility -> additive float mask [L, 1, Q, K]."""
@@ -213,7 +225,7 @@ class KVArena:
         need = missing + len(paths) + extra  # + a possible re-fed last token per path
         owned = sum(len(s.slots) for s in self._segments.values())
         if self.budget is None:
-            if self.length * len(self.lane_roots) > 2 * owned + 4096:  # mostly garbage: reclaim it
+            if self.length * len(self.lane_roots) > GARBAGE_LIMIT * owned + 256:  # reclaim garbage
                 self._compact()
             return
         if self.length + need <= self.budget:

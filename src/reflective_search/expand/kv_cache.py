@@ -24,24 +24,35 @@ MIN_CAPACITY = 64  # slots first allocated per lane
 class SlotLayer(DynamicLayer):
     """One layer's KV: buffers [lanes, heads, capacity, dim], the first ``length`` slots filled."""
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor, lanes: int | None = None) -> None:
         self.device = key_states.device
         self.length = 0
-        self._keys = key_states.new_zeros(*key_states.shape[:2], MIN_CAPACITY, key_states.shape[3])
-        self._values = value_states.new_zeros(*value_states.shape[:2], MIN_CAPACITY, value_states.shape[3])
+        lanes = lanes or key_states.shape[0]
+        self._keys = key_states.new_zeros(lanes, key_states.shape[1], MIN_CAPACITY, key_states.shape[3])
+        self._values = value_states.new_zeros(lanes, value_states.shape[1], MIN_CAPACITY, value_states.shape[3])
         self._refresh()
         self.is_initialized = True
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        """Write the new slots [lanes, heads, new, dim] after the filled ones. Mutates; returns
-        views of all filled slots (what attention reads)."""
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, packing=None, **kwargs):
+        """Write new slots after the filled ones. Mutates; returns views of all filled slots
+        (what attention reads).
+
+        Lane-shaped: key_states [lanes, heads, new, dim] fill ``new`` columns. Packed
+        (``packing``, a ``tree_attention.Packing``): key_states [1, heads, N, dim], token i
+        goes to lane ``packing.lanes[i]``, column ``packing.columns[i]`` of ``packing.width``
+        new columns; the columns no token takes stay zero (finite, never visible)."""
         if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self.length + key_states.shape[2]
+            self.lazy_initialization(key_states, value_states, packing.lane_count if packing else None)
+        end = self.length + (packing.width if packing is not None else key_states.shape[2])
         if end > self._keys.shape[2]:
             self._grow(max(end, 2 * self._keys.shape[2]))
-        self._keys[:, :, self.length : end] = key_states
-        self._values[:, :, self.length : end] = value_states
+        if packing is None:
+            self._keys[:, :, self.length : end] = key_states
+            self._values[:, :, self.length : end] = value_states
+        else:
+            slots = self.length + packing.columns
+            self._keys[packing.lanes, :, slots] = key_states[0].transpose(0, 1)
+            self._values[packing.lanes, :, slots] = value_states[0].transpose(0, 1)
         self.length = end
         self._refresh()
         return self.keys, self.values
@@ -85,6 +96,13 @@ class SlotCache(DynamicCache):
 
     def __init__(self) -> None:
         Cache.__init__(self, layer_class_to_replicate=SlotLayer)
+        self.packing = None  # the current forward's tree_attention.Packing, set by the arena around it
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        """Hugging Face's verb: append this forward's KV to layer ``layer_idx``. Mutates."""
+        while len(self.layers) <= layer_idx:
+            self.layers.append(SlotLayer())
+        return self.layers[layer_idx].update(key_states, value_states, packing=self.packing)
 
     @property
     def started(self) -> bool:

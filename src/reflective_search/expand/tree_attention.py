@@ -36,21 +36,45 @@ _switched: dict[int, list] = {}  # id(config) -> [its own implementation, contex
 _registered: list[bool] = []  # [True] once TREE_SDPA is registered with transformers
 
 
+@dataclass(frozen=True, slots=True)
+class Packing:
+    """Where the N tokens of a packed forward (ids [1, N]) sit among the lanes' queries."""
+
+    lanes: torch.Tensor  # [N] lane of each token
+    columns: torch.Tensor  # [N] its query column in that lane (its slot is the first new one + column)
+    width: int  # query columns per lane (the most tokens any lane has)
+    lane_count: int  # lanes in the cache
+
+
 def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
     """SDPA with GQA served by stacking query heads: query [B, H, Q, D], key/value
-    [B, Hkv, K, D], attention_mask additive [B, 1, Q, K] -> output [B, Q, H, D]."""
+    [B, Hkv, K, D], attention_mask additive [B, 1, Q, K] -> output [B, Q, H, D].
+
+    In a packed forward (``Packing`` given) query is [1, H, N, D] for N tokens spread over
+    B lanes: they are laid out as [B, H, width, D] for attention and gathered back."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    packing = getattr(_tree_thread, "packing", None)
+    if packing is not None:
+        laid = query.new_zeros(packing.lane_count, query.shape[1], packing.width, query.shape[3])
+        laid[packing.lanes, :, packing.columns] = query[0].transpose(0, 1)
+        out = _stacked_sdpa(module, laid, key, value, attention_mask, kwargs.get("scaling"))
+        return out[packing.lanes, packing.columns][None], None
     groups = getattr(module, "num_key_value_groups", 1)
     if (not getattr(_tree_thread, "depth", 0) or groups == 1 or query.shape[2] == 1 or module.training
             or attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[1] != 1):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return _stacked_sdpa(module, query, key, value, attention_mask, kwargs.get("scaling")), None
+
+
+def _stacked_sdpa(module, query, key, value, mask, scaling) -> torch.Tensor:
+    """query [B, H, Q, D] against unrepeated key/value [B, Hkv, K, D] -> [B, Q, H, D]."""
+    groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, queries, dim = query.shape
     stacked = query.reshape(batch, heads // groups, groups * queries, dim)  # rows (group, query)
-    mask = attention_mask.repeat(1, 1, groups, 1)  # [B, 1, groups * Q, K]
-    out = torch.nn.functional.scaled_dot_product_attention(stacked, key, value, attn_mask=mask,
-                                                           scale=kwargs.get("scaling"))
-    return out.reshape(batch, heads, queries, dim).transpose(1, 2).contiguous(), None
+    out = torch.nn.functional.scaled_dot_product_attention(stacked, key, value, attn_mask=mask.repeat(1, 1, groups, 1),
+                                                           scale=scaling)
+    return out.reshape(batch, heads, queries, dim).transpose(1, 2).contiguous()
 
 
 def _register() -> None:
@@ -61,9 +85,15 @@ def _register() -> None:
     AttentionMaskInterface.register(TREE_SDPA, sdpa_mask)  # other threads' 2D masks still get built
 
 
+def packs_queries(backbone) -> bool:
+    """Whether ``backbone``'s forwards can be packed (the tree SDPA kernel runs them)."""
+    return backbone.config._attn_implementation in ("sdpa", TREE_SDPA)
+
+
 @contextlib.contextmanager
-def tree_attention(backbone) -> Iterator[None]:
-    """Run the enclosed forwards of ``backbone`` with the tree SDPA kernel (SDPA models only).
+def tree_attention(backbone, packing: Packing | None = None) -> Iterator[None]:
+    """Run the enclosed forwards of ``backbone`` with the tree SDPA kernel (SDPA models only),
+    packed as ``packing`` says when given (see ``packs_queries``).
 
     Mutates, for the duration: the backbone's config names ``TREE_SDPA`` (restored when the
     last open context on it closes; counted, so nested and concurrent contexts are safe).
@@ -80,10 +110,12 @@ def tree_attention(backbone) -> Iterator[None]:
         entry[1] += 1
         config._attn_implementation = TREE_SDPA
     _tree_thread.depth = getattr(_tree_thread, "depth", 0) + 1
+    _tree_thread.packing = packing
     try:
         yield
     finally:
         _tree_thread.depth -= 1
+        _tree_thread.packing = None
         with _switch_lock:
             entry[1] -= 1
             if entry[1] == 0:
@@ -181,8 +213,10 @@ class PrefillPlan:
 class Decoder:
     """Feeds one token per active child row; each row sees its path and its own tokens.
 
-    Rows are grouped by lane; each forward is [lanes, Q] with Q the most active rows in
-    any lane, the rest padding.
+    Each active row takes the next free slot column of its lane (its rank among the lane's
+    active rows); a lane with fewer active rows leaves garbage columns. Under the tree SDPA
+    kernel only the active rows' tokens go through the layers ([1, A], packed); otherwise
+    the forward is lane-shaped [lanes, Q], Q the most active rows in any lane, padded.
     """
 
     def __init__(self, arena: KVArena, paths: Sequence[list[Segment]], with_features: bool) -> None:
@@ -196,6 +230,8 @@ class Decoder:
             self.visible[row, torch.tensor([slot for s in path for slot in s.slots])] = True
 
     def forward_rows(self, row_ids: list[int], tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feed each row's token; logits [A, V] and features [A, H] in ``row_ids`` order.
+        Mutates: the arena's cache gains a column per lane's active row (``grow``)."""
         arena, first = self.arena, self.arena.length
         rows = torch.tensor(row_ids)
         lanes, column = self._columns(rows)
@@ -206,15 +242,21 @@ class Decoder:
         visible = torch.zeros(lane_count, width, first + width, dtype=torch.bool)
         visible[:, torch.arange(width), first + torch.arange(width)] = True  # padding sees itself
         visible[lanes, column] = self.visible[rows, : first + width]
-        ids = torch.full((lane_count, width), PAD_TOKEN, dtype=torch.long)
-        ids[lanes, column] = torch.tensor(tokens)
-        positions = torch.zeros(lane_count, width, dtype=torch.long)
-        positions[lanes, column] = self.next_position[rows]
-        logits, features = arena.forward(ids, positions, visible, self.with_features)
-        arena.grow(width, len(row_ids))
-        self.next_position[rows] += 1
         for row, col in zip(row_ids, column.tolist()):
             self.slots[row].append(first + col)
+        if packs_queries(arena.model.backbone):  # only the real tokens go through the layers
+            packing = Packing(lanes, column, width, lane_count)
+            logits, features = arena.forward(torch.tensor([tokens]), self.next_position[rows][None], visible,
+                                             self.with_features, packing=packing)
+            lanes, column = torch.zeros_like(lanes), torch.arange(len(row_ids))
+        else:  # lane-shaped: [lanes, width], padding included
+            ids = torch.full((lane_count, width), PAD_TOKEN, dtype=torch.long)
+            ids[lanes, column] = torch.tensor(tokens)
+            positions = torch.zeros(lane_count, width, dtype=torch.long)
+            positions[lanes, column] = self.next_position[rows]
+            logits, features = arena.forward(ids, positions, visible, self.with_features)
+        arena.grow(width, len(row_ids))
+        self.next_position[rows] += 1
         return logits[lanes, column], (features[lanes, column] if features is not None else None)
 
     def _columns(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

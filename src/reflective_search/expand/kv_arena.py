@@ -1,6 +1,7 @@
 """The KV arena: every resident token of every search tree, held once.
 
-The arena is one Hugging Face cache whose batch rows are *lanes*: each search tree (each
+The arena is one Hugging Face cache (a ``kv_cache.SlotCache``: preallocated buffers
+written in place) whose batch rows are *lanes*: each search tree (each
 prompt) lives in its own lane, so a query only ever attends over its own tree's tokens
 (several problems in one round cost what each costs alone, not the product). Within a
 lane a token may sit at any slot; a float 4D mask lets each query see exactly its

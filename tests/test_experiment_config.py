@@ -10,7 +10,7 @@ from experiment_helpers import run_cli, write_yaml
 
 from reflective_search.errors import ConfigError, ProblemError
 from reflective_search.experiments.problems import TASKS, CountdownOptions, load_problems
-from reflective_search.experiments.spec import ExperimentSpec, load_experiment, parse_override, resolved_dict, spec_from_dict
+from reflective_search.experiments.spec import ExecutorSpec, ExperimentSpec, load_experiment, parse_override, resolved_dict, spec_from_dict
 from reflective_search.experiments.sweep import point_configs, sweep_points
 from reflective_search.solution import Solution, Stats
 
@@ -34,7 +34,8 @@ def ship_only(monkeypatch, tmp_path, *names: str) -> None:
 def test_empty_config_gives_the_documented_defaults(monkeypatch, tmp_path):
     ship_only(monkeypatch, tmp_path)
     spec = spec_from_dict({})
-    assert (spec.model, spec.seeds, spec.sweep, spec.workers, spec.batch_size) == (None, (0,), (), 1, 8)
+    assert (spec.model, spec.seeds, spec.sweep, spec.executor, spec.batch_size) == (None, (0,), (), ExecutorSpec(), 8)
+    assert spec.executor == ExecutorSpec(kind="local", address=None, workers=1, cpus_per_worker=1, gpus_per_worker=0)
     assert spec.output_dir == "runs/experiment"
     problems = spec.problems
     assert (problems.file, problems.generator, problems.count, problems.seed, problems.limit, problems.task) == (
@@ -67,11 +68,25 @@ def test_resolved_config_loads_back_to_the_same_spec():
     assert spec_from_dict(resolved_dict(spec)) == spec
 
 
+def test_top_level_workers_is_the_old_spelling_of_executor_workers():
+    assert spec_from_dict({"workers": 3}).executor == ExecutorSpec(workers=3)
+    assert "workers" not in resolved_dict(spec_from_dict({"workers": 3}))  # config.yaml holds executor.workers only
+
+
+def test_ray_executor_keys_load():
+    executor = {"kind": "ray", "address": "127.0.0.1:6379", "workers": 4, "cpus_per_worker": 2, "gpus_per_worker": 1}
+    assert spec_from_dict({"executor": executor}).executor == ExecutorSpec("ray", "127.0.0.1:6379", 4, 2, 1.0)
+
+
 def test_problem_file_path_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = spec_from_dict({"problems": {"file": "problems.jsonl"}})
     assert spec.problems.file == str(tmp_path / "problems.jsonl")
-    assert spec.problems.task == "countdown"
+
+
+def test_a_problem_file_is_checked_against_its_answers_unless_it_names_a_task():
+    assert spec_from_dict({"problems": {"file": "p.jsonl"}}).problems.task == "math"
+    assert spec_from_dict({"problems": {"file": "p.jsonl", "task": "countdown"}}).problems.task == "countdown"
 
 
 # -- refused configs (each message exact) -------------------------------------------------------
@@ -80,7 +95,7 @@ REFUSED = {
     "unknown top-level key": (
         {"worker": 2},
         "unknown key 'worker' (did you mean 'workers'?); valid keys: model, problems, search, seeds, sweep, "
-        "output_dir, workers, batch_size"),
+        "output_dir, executor, batch_size, workers"),
     "unknown search key": (
         {"search": {"mcts": {"childrn": 2}}},
         "unknown key 'search.mcts.childrn' (did you mean 'children'?); valid keys: children, c_puct, "
@@ -95,6 +110,22 @@ REFUSED = {
         "high, target_low, target_high"),
     "wrong type": ({"workers": "two"}, "workers: 'two' is not allowed; expected an integer >= 1"),
     "workers below one": ({"workers": 0}, "workers: 0 is not allowed; expected an integer >= 1"),
+    "executor workers below one": (
+        {"executor": {"workers": 0}}, "executor.workers: 0 is not allowed; expected an integer >= 1"),
+    "unknown executor key": (
+        {"executor": {"kind": "ray", "cpu_per_worker": 2}},
+        "unknown key 'executor.cpu_per_worker' (did you mean 'cpus_per_worker'?); valid keys: kind, address, "
+        "workers, cpus_per_worker, gpus_per_worker"),
+    "unknown executor kind": ({"executor": {"kind": "dask"}}, "executor.kind: 'dask' is not allowed; expected local | ray"),
+    "address with kind local": (
+        {"executor": {"address": "auto"}},
+        "executor.address applies to a Ray cluster: set executor.kind: ray or drop it"),
+    "gpus with kind local": (
+        {"executor": {"gpus_per_worker": 1}},
+        "executor.gpus_per_worker applies to a Ray cluster: set executor.kind: ray or drop it"),
+    "workers set twice": (
+        {"workers": 2, "executor": {"workers": 2}},
+        "workers is set twice: drop the top-level workers and keep executor.workers"),
     "batch size below one": ({"batch_size": 0}, "batch_size: 0 is not allowed; expected an integer >= 1"),
     "search value out of range": (
         {"search": {"sampling": {"top_p": 0}}}, "sampling.top_p: 0.0 is not allowed; expected a number in (0, 1]"),
@@ -163,7 +194,7 @@ def test_override_value_is_read_as_yaml(text, expected):
 def test_overrides_replace_values_of_the_yaml_file(tmp_path):
     path = write_yaml(tmp_path / "c.yaml", {"search": {"method": "mcts", "mcts": {"children": 4}}, "workers": 1})
     spec = load_experiment(path, ["search.mcts.children=2", "workers=2", "sweep.search.budget.tokens=[64, 128]"])
-    assert (spec.search.mcts.children, spec.workers) == (2, 2)
+    assert (spec.search.mcts.children, spec.executor.workers) == (2, 2)
     assert spec.sweep == ((("search.budget.tokens", (64, 128)),),)
 
 
@@ -227,7 +258,7 @@ def test_jsonl_problems_keep_ids_and_positions(tmp_path):
         '{"problem": "Numbers: 1 2. Target: 3.", "answer": 3}', "",
         '{"id": "b", "problem": "Numbers: 2 2. Target: 4.", "answer": 4}',
         '{"problem": "Numbers: 3 2. Target: 6."}'])
-    problems = problems_from(path)
+    problems = problems_from(path, task="countdown")
     assert [(p.problem_id, p.text) for p in problems] == [
         (0, "Numbers: 1 2. Target: 3."), ("b", "Numbers: 2 2. Target: 4."), (2, "Numbers: 3 2. Target: 6.")]
     assert problems[1].record == {"id": "b", "problem": "Numbers: 2 2. Target: 4.", "answer": 4}
@@ -236,7 +267,7 @@ def test_jsonl_problems_keep_ids_and_positions(tmp_path):
 def test_limit_keeps_the_first_problems(tmp_path):
     path = write_lines(tmp_path / "p.jsonl", [json.dumps({"problem": f"Numbers: {n} 1. Target: {n + 1}."})
                                               for n in range(1, 6)])
-    assert [p.problem_id for p in problems_from(path, limit=2)] == [0, 1]
+    assert [p.problem_id for p in problems_from(path, limit=2, task="countdown")] == [0, 1]
 
 
 def test_generator_problems_are_reproducible_countdown_records():
@@ -256,7 +287,8 @@ BAD_LINES = {
     "repeated id": (['{"id": 1, "problem": "Numbers: 1 2. Target: 3."}', '{"id": 1, "problem": "Numbers: 1 3. Target: 4."}'],
                     "line 2: id 1 is already used on line 1: ids must be unique"),
     "not countdown": (['{"problem": "What is 2+2?", "answer": 4}'],
-                      "line 1: the problem is not in the countdown format"),
+                      "line 1: the problem is not in the countdown format ('Numbers: 3 7 8. Target: 29.'); "
+                      "drop problems.task: countdown to check other problems against their answers"),
 }
 
 
@@ -264,14 +296,26 @@ BAD_LINES = {
 def test_bad_problem_line_is_refused_with_its_number(tmp_path, lines, message):
     path = write_lines(tmp_path / "p.jsonl", lines)
     with pytest.raises(ProblemError) as error:
-        problems_from(path)
+        problems_from(path, task="countdown")
     assert str(error.value).startswith(f"{path} {message}")
 
 
-def test_math_task_needs_an_answer_per_record(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", ['{"problem": "What is 2+2?"}'])
-    with pytest.raises(ProblemError, match="line 1: the record has no 'answer' field"):
-        problems_from(path, task="math")
+NO_ANSWER = ("the record has no 'answer' to check against: add one (a problems file is checked against its answers "
+             "unless problems.task names another task)")
+
+
+@pytest.mark.parametrize("task", [{}, {"task": "math"}], ids=["no task", "task math"])
+def test_a_record_without_an_answer_is_refused_with_its_file_and_line(tmp_path, task):
+    path = write_lines(tmp_path / "p.jsonl", ['{"problem": "Evaluate: 3+4*2", "answer": "11"}', "",
+                                              '{"problem": "Evaluate: 2+2", "answer": null}'])
+    with pytest.raises(ProblemError) as error:
+        problems_from(path, **task)
+    assert str(error.value) == f"{path} line 3: {NO_ANSWER}"
+
+
+def test_math_problems_load_with_no_task(tmp_path):
+    path = write_lines(tmp_path / "p.jsonl", ['{"problem": "Evaluate: 3+4*2", "answer": "11"}'])
+    assert [(p.problem_id, p.text, p.record["answer"]) for p in problems_from(path)] == [(0, "Evaluate: 3+4*2", "11")]
 
 
 def test_missing_problem_file_is_refused(tmp_path):
@@ -332,7 +376,8 @@ def test_cli_refuses_a_missing_problems_file(tmp_path):
 
 
 def test_cli_refuses_a_problem_line_that_is_not_an_object(tmp_path):
-    problems = write_lines(tmp_path / "p.jsonl", ['{"problem": "Numbers: 1 2. Target: 3."}', '"Numbers: 1 2"'])
+    problems = write_lines(tmp_path / "p.jsonl", ['{"problem": "Numbers: 1 2. Target: 3.", "answer": 3}',
+                                                  '"Numbers: 1 2"'])
     message = refused_run(tmp_path, {"problems": {"file": str(problems)}})
     assert message == f'{problems} line 2: expected a JSON object like {{"problem": ..., "answer": ...}}, got str'
 
@@ -362,3 +407,10 @@ def test_every_shipped_search_config_loads(path):
 
 def test_the_shipped_configs_are_all_there():
     assert len(SHIPPED_CONFIGS) == 8
+
+
+def test_cli_refuses_a_record_without_an_answer_before_any_work(tmp_path):
+    problems = write_lines(tmp_path / "p.jsonl", ['{"problem": "Evaluate: 3+4*2", "answer": "11"}',
+                                                  '{"problem": "Evaluate: 2+2"}'])
+    message = refused_run(tmp_path, {"problems": {"file": str(problems)}})
+    assert message == f"{problems} line 2: {NO_ANSWER}"

@@ -11,7 +11,8 @@ from experiment_helpers import by_key, outcome, read_results, run_cli, save_mode
 from reflective_search.experiments.spec import load_experiment, resolved_dict
 
 RECORD_FIELDS = {"problem_id", "point", "seed", "method", "answer", "reference", "correct", "score", "generated_tokens",
-                 "forwarded_tokens", "expansions", "parameters", "flops", "seconds", "text"}
+                 "forwarded_tokens", "expansions", "parameters", "flops", "seconds", "cpu_seconds", "unspent_tokens",
+                 "text"}
 SAMPLING = {"max_step_tokens": 8, "max_steps": 3}
 
 
@@ -67,7 +68,8 @@ def test_run_directory_holds_the_environment_without_hostname(swept_run):
 
     environment = json.loads((swept_run[1] / "environment.json").read_text(encoding="utf-8"))
     assert set(environment) == {"python", "platform", "torch", "transformers", "numpy", "reflective_search",
-                                "git_commit", "git_dirty"}
+                                "git_commit", "git_dirty", "executor"}
+    assert environment["executor"] == {"kind": "local", "workers": 1, "cpus_per_worker": 1}
     assert environment["python"] == platform.python_version()
     assert platform.node() not in json.dumps(environment)
 
@@ -108,3 +110,32 @@ def test_two_workers_give_the_same_records_as_one(model_dir, tmp_path):
     one, two = by_key(read_results(tmp_path / "1")), by_key(read_results(tmp_path / "2"))
     assert len(one) == 4
     assert {k: outcome(r) for k, r in two.items()} == {k: outcome(r) for k, r in one.items()}
+
+
+# -- a problems file with no task is checked against its answers ------------------------------
+
+# Greedy answers of the shipped model (pinned in test_shipped_model.py and here): "Numbers: 2 3 4.
+# Target: 24." -> 4*2*3; "Numbers: 3 7 8. Target: 29." -> 8*3+7; "Evaluate: 3+4*2" -> 4+3+4.
+ANSWERED = [
+    {"id": "product", "problem": "Numbers: 2 3 4. Target: 24.", "answer": "24"},  # 4*2*3 = 24 by value
+    {"id": "other-target", "problem": "Numbers: 2 3 4. Target: 24.", "answer": 25},  # countdown would say solved
+    {"id": "evaluate", "problem": "Evaluate: 3+4*2", "answer": "11"},  # 4+3+4 = 11, reached by luck
+    {"id": "evaluate-wrong", "problem": "Evaluate: 3+4*2", "answer": "12"},
+    {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "8*3+7"},  # equal as text (countdown: wrong, 31)
+]
+
+
+def test_a_problems_file_with_no_task_is_scored_by_its_answers(tmp_path):
+    problems = tmp_path / "math.jsonl"
+    problems.write_text("".join(json.dumps(record) + "\n" for record in ANSWERED), encoding="utf-8")
+    config = write_yaml(tmp_path / "answers.yaml", {
+        "model": "countdown-tiny", "problems": {"file": str(problems)},
+        "search": {"method": "greedy", "sampling": {"max_step_tokens": 32, "max_steps": 6}}})
+    code, out, err = run_cli("run", config, f"output_dir={tmp_path / 'run'}", "--no-progress")
+    assert code == 0, err
+    assert out.startswith(f"5 records in {tmp_path / 'run'} (5 new), accuracy 0.600;")
+    records = {r["problem_id"]: r for r in read_results(tmp_path / "run")}
+    assert {key: (r["answer"], r["reference"], r["correct"]) for key, r in records.items()} == {
+        "product": ("4*2*3", "24", True), "other-target": ("4*2*3", 25, False), "evaluate": ("4+3+4", "11", True),
+        "evaluate-wrong": ("4+3+4", "12", False), 4: ("8*3+7", "8*3+7", True)}
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))["problems"]["task"] == "math"

@@ -118,3 +118,43 @@ def test_resampling_asks_again_for_the_children_duplicates_left_missing():
     assert int(solution.tree.num_children[ROOT]) == 4
     # every child is one token: 4 + 3 children, then one per completion call of the chosen path
     assert solution.stats.generated_tokens == sum(map(sum, calls)) == 7 + len(calls) - 2
+
+
+class ExhaustingExpander:
+    """Each request's k samples are one and the same finished answer (merged into one child),
+    drawn by the request's seed: a peaked policy that leaves MCTS no open leaf at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []  # requests per call
+
+    def expand(self, requests, sampling):
+        from reflective_search.interface import ChildStep, Expansion, StepEnd
+
+        self.calls.append(len(requests))
+        return [Expansion(tuple(ChildStep((r.seed % 997 + 1,), f"Answer: {r.seed % 997}", -0.1, 0.5, StepEnd.EOS)
+                                for _ in range(r.k)), forwarded_tokens=r.k) for r in requests]
+
+    def release(self, paths) -> None:
+        pass
+
+
+def _exhausting_solve(widen: int):
+    from fakes import NullModel
+
+    from reflective_search import ReflectiveSearch
+
+    config = {"method": "mcts", "budget": {"tokens": 20}, "mcts": {"children": 4, "batch_leaves": 1, "widen": widen}}
+    expander = ExhaustingExpander()
+    return ReflectiveSearch(NullModel(), config, expander=expander).solve("p"), expander
+
+
+def test_mcts_widens_an_exhausted_tree_until_the_budget_is_spent():
+    solution, expander = _exhausting_solve(widen=8)
+    # 4 tokens per round: the first round and four widening rounds spend exactly the 20-token budget.
+    assert (solution.stats.generated_tokens, solution.stats.unspent_tokens, expander.calls) == (20, 0, [1] * 5)
+    assert solution.tree.num_children[0] == 5  # five distinct answers under the root
+
+
+def test_mcts_without_widening_reports_the_budget_it_left():
+    solution, expander = _exhausting_solve(widen=0)
+    assert (solution.stats.generated_tokens, solution.stats.unspent_tokens, expander.calls) == (4, 16, [1])

@@ -19,7 +19,8 @@ def record(method: str, point: dict, problem_id: int, seed: int, correct: bool, 
     return {"problem_id": problem_id, "point": point, "seed": seed, "method": method, "answer": "1",
             "reference": 1, "correct": correct, "score": 0.5, "generated_tokens": generated,
             "forwarded_tokens": forwarded, "expansions": 1, "parameters": PARAMETERS,
-            "flops": 2 * PARAMETERS * forwarded, "seconds": seconds, "text": "Answer: 1."}
+            "flops": 2 * PARAMETERS * forwarded, "seconds": seconds, "cpu_seconds": seconds / 2,
+            "unspent_tokens": 3 if method == "greedy" and problem_id == 1 else 0, "text": "Answer: 1."}
 
 
 def hand_made_records() -> list[dict]:
@@ -85,10 +86,10 @@ def test_cli_prints_the_table(run_dir):
     lines = out.splitlines()
     assert code == 0
     assert lines[0].split() == ["method", "point", "accuracy", "problems", "seeds", "gen", "tokens", "fwd", "tokens",
-                                "FLOPs", "seconds", "fit", "a", "fit", "b", "R^2"]
+                                "FLOPs", "seconds", "cpu", "s", "unspent", "fit", "a", "fit", "b", "R^2"]
     assert lines[1].split() == ["best_of_n", "best_of_n.n=2", "0.250", "2", "2", "2500.0", "5000.0", "1e+06", "2.000",
-                                "-0.4583", "0.1250", "0.7500"]
-    assert lines[4].split() == ["greedy", "-", "0.500", "2", "1", "15.0", "17.0", "3.4e+03", "1.000"]
+                                "1.000", "0.0", "-0.4583", "0.1250", "0.7500"]
+    assert lines[4].split() == ["greedy", "-", "0.500", "2", "1", "15.0", "17.0", "3.4e+03", "1.000", "0.500", "1.5"]
     assert lines[5:] == [f"greedy: {NO_FIT_NOTE}", f"wrote {run_dir / 'report.md'} and {run_dir / 'scaling.png'}"]
 
 
@@ -99,7 +100,7 @@ def test_cli_json_has_the_same_rows(run_dir):
     assert data["rows"][3] == {
         "method": "greedy", "point": {"search.method": "greedy"}, "accuracy": 0.5, "problems": 2, "seeds": 1,
         "generated_tokens": 15.0, "forwarded_tokens": 17.0, "flops": 3400.0, "seconds": 1.0,
-        "fit_a": None, "fit_b": None, "fit_r2": None}
+        "cpu_seconds": 0.5, "unspent_tokens": 1.5, "fit_a": None, "fit_b": None, "fit_r2": None}
     assert data["fits"]["best_of_n"]["r2"] == pytest.approx(0.75, abs=1e-12)
     assert data["fits"]["greedy"]["note"] == NO_FIT_NOTE
 
@@ -108,9 +109,9 @@ def test_cli_writes_the_markdown_table_and_the_png(run_dir):
     assert run_cli("report", run_dir)[0] == 0
     markdown = (run_dir / "report.md").read_text(encoding="utf-8").splitlines()
     assert markdown[0] == ("| method | point | accuracy | problems | seeds | gen tokens | fwd tokens | FLOPs | seconds "
-                           "| fit a | fit b | R^2 |")
-    assert markdown[2] == ("| best_of_n | best_of_n.n=2 | 0.250 | 2 | 2 | 2500.0 | 5000.0 | 1e+06 | 2.000 | -0.4583 "
-                           "| 0.1250 | 0.7500 |")
+                           "| cpu s | unspent | fit a | fit b | R^2 |")
+    assert markdown[2] == ("| best_of_n | best_of_n.n=2 | 0.250 | 2 | 2 | 2500.0 | 5000.0 | 1e+06 | 2.000 | 1.000 "
+                           "| 0.0 | -0.4583 | 0.1250 | 0.7500 |")
     assert len(markdown) == 2 + 4 + 2  # header, rule, rows, blank line, greedy's note
     png = (run_dir / "scaling.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

@@ -83,10 +83,19 @@ def test_truncated_checkpoint_file_is_reported_by_name(tmp_path, file_name, star
     assert message.startswith(start.format(copy=copy)) and message.endswith(end) and "\n" not in message
 
 
-def test_solve_command_prints_a_verdict_for_a_problem_outside_the_format(capsys):
+def test_solve_command_prints_a_verdict_for_a_countdown_problem(capsys):
+    assert main(["solve", "Numbers: 2 3 4. Target: 24.", "--method", "greedy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["answer", "score", "method", "verdict", "compute"]
+    assert lines[3] == "verdict: solved"
+
+
+def test_solve_command_says_nothing_about_correctness_for_other_problems(capsys):
     assert main(["solve", "What is the capital of France?", "--method", "greedy"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "verdict: not solved: not a Countdown problem (expected e.g. 'Numbers: 3 7 8. Target: 29.')" in lines
+    assert [line.split(":")[0] for line in lines] == ["answer", "score", "method", "compute"]
+    assert main(["solve", "What is the capital of France?", "--method", "greedy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] is None
 
 
 def test_solve_refuses_a_tree_path_in_a_missing_folder_before_searching(tmp_path, capsys):

@@ -12,8 +12,17 @@ from reflective_search.tasks.countdown import CountdownProblem, check_answer, pr
 from reflective_search.train.data import draw_example, held_out_keys
 from reflective_search.train.policy import PolicyConfig, build_policy, make_batch
 from reflective_search.train.sprm import (
-    Trajectory, frozen_features, make_step_batch, sample_trajectories, sample_with_search, training_problems,
+    Trajectory, frozen_features, make_step_batch, sample_trajectories, sample_with_search,
 )
+from reflective_search.train.tasks import TrainingProblem, countdown_problems, get_task
+
+
+def countdown(numbers, target) -> TrainingProblem:
+    return TrainingProblem(CountdownProblem(tuple(numbers), target).text, str(target))
+
+
+def checks(problem: TrainingProblem, response: str) -> bool:
+    return get_task("countdown").correct(problem, response)
 
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64"]
 
@@ -21,11 +30,14 @@ TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A policy (3 steps) and a head (1 epoch on 6 sampled trajectories), via the CLI."""
+    import json
+
     root = tmp_path_factory.mktemp("train")
-    policy, model = root / "policy", root / "model"
+    policy, model, file = root / "policy", root / "model", root / "hand.jsonl"
+    file.write_text("".join(json.dumps(t) + "\n" for t in HAND_MADE))
     assert main(["train", "policy", "--out", str(policy), "--steps", "3", "--batch-size", "4", *TINY]) == 0
-    assert main(["train", "sprm", "--model", str(policy), "--out", str(model), "--problems", "3",
-                 "--samples", "2", "--epochs", "1", "--trajectories", str(root / "t.jsonl")]) == 0
+    assert main(["train", "sprm", "--model", str(policy), "--out", str(model), "--epochs", "1",
+                 "--trajectories", str(file)]) == 0
     return policy, model
 
 
@@ -67,7 +79,7 @@ def test_joint_training_moves_the_backbone(trained, tmp_path):
 
 def test_training_features_are_the_features_inference_scores():
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    problem = CountdownProblem((3, 7, 8), 29)
+    problem = countdown((3, 7, 8), 29)
     response = "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"
     ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
     trajectory = Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(ids), response, True)
@@ -80,7 +92,7 @@ def test_training_features_are_the_features_inference_scores():
 
 def test_step_batch_reads_each_step_where_its_delimiter_is_emitted():
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    problem = CountdownProblem((3, 7, 8), 29)
+    problem = countdown((3, 7, 8), 29)
     response = "8-7=1, left 3 1.\n\nAnswer: 8-7+3.\n\n"
     ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
     prompt = tuple(model.encode_prompt(problem.text))
@@ -95,8 +107,9 @@ def test_training_draws_never_contain_held_out_problems_and_always_solve_them():
     examples = [draw_example(rng, count) for count in (3, 4) for _ in range(150)]
     assert not [e for e in examples if problem_key(e.problem) in held_out]
     assert all(check_answer(e.problem, e.response) for e in examples)
-    problems = training_problems(300, [3, 4], seed=0)
-    assert not [p for p in problems if problem_key(p) in held_out]
+    problems = countdown_problems(300, [3, 4], seed=0, with_solutions=True)
+    assert not [p for p in problems if problem_key(CountdownProblem.parse(p.text)) in held_out]
+    assert all(checks(p, p.solution) for p in problems)
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
     batch = make_batch(model, rng, PolicyConfig(batch_size=4))
     assert (batch["labels"] != -100).sum() > 0
@@ -104,22 +117,22 @@ def test_training_draws_never_contain_held_out_problems_and_always_solve_them():
 
 def test_sampled_trajectories_are_labelled_by_the_checker():
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    problems = [CountdownProblem((3, 7, 8), 29), CountdownProblem((2, 5), 10)]
+    problems = [countdown((3, 7, 8), 29), countdown((2, 5), 10)]
     trajectories = sample_trajectories(model, problems, 2, 1.0, max_new_tokens=12)
     assert len(trajectories) == 4
-    assert all(t.correct == check_answer(t.problem, t.response) for t in trajectories)
+    assert all(t.correct == checks(t.problem, t.response) for t in trajectories)
     assert all(t.correct is False for t in trajectories)  # a random policy cannot write a valid answer in 12 chars
 
 
 def trajectory(model, problem, response):
     ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
     return Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(ids), response,
-                      check_answer(problem, response))
+                      checks(problem, response))
 
 
 def test_step_labels_are_the_checkers_and_outcome_labels_the_trajectorys():
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    problem = CountdownProblem((3, 7, 8), 29)
+    problem = countdown((3, 7, 8), 29)
     right = trajectory(model, problem, "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n")
     bent = trajectory(model, problem, "7*3=21, left 8 21.\n\n21-8=29, left 29.\n\nAnswer: 7*3-8.\n\n")
     assert make_step_batch(model, [right, bent], "steps").labels.tolist() == [1, 1, 1, 1, 0, 0]
@@ -135,23 +148,25 @@ def test_step_labels_are_the_checkers_and_outcome_labels_the_trajectorys():
 
 def test_search_sampler_draws_fresh_samples_for_a_repeated_problem():
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    a, b = CountdownProblem((3, 7, 8), 29), CountdownProblem((2, 5), 10)
+    a, b = countdown((3, 7, 8), 29), countdown((2, 5), 10)
     drawn = sample_with_search(model, [a, b, a], 2, 1.0, progress=False)
     assert [t.problem for t in drawn] == [a, a, b, b, a, a]  # copy 0 of each problem, then copy 1 of a
     assert drawn == sample_with_search(model, [a, b, a], 2, 1.0, progress=False)  # seeded
     assert {t.response_ids for t in drawn[:2]}.isdisjoint({t.response_ids for t in drawn[4:]})
     for t in drawn:
         assert t.prompt_ids == tuple(model.encode_prompt(t.problem.text))
-        assert model.decode(t.response_ids) == t.response and t.correct == check_answer(t.problem, t.response)
+        assert model.decode(t.response_ids) == t.response and t.correct == checks(t.problem, t.response)
         assert model.tokenizer.eos_token_id not in t.response_ids
     assert len(sample_with_search(model, [a, b], 2, 0.0, progress=False)) == 2  # temperature 0: one greedy each
 
 
 def test_train_sprm_with_the_search_sampler_and_step_labels(trained, tmp_path):
-    out, file = tmp_path / "head", tmp_path / "t.jsonl"
-    assert main(["train", "sprm", "--model", str(trained[0]), "--out", str(out), "--problems", "2", "--samples", "2",
-                 "--epochs", "1", "--sampler", "search", "--labels", "steps", "--trajectories", str(file)]) == 0
-    assert len(file.read_text().splitlines()) == 4
+    import json
+
+    out, file = tmp_path / "head", tmp_path / "hand.jsonl"
+    file.write_text("".join(json.dumps(t) + "\n" for t in HAND_MADE))
+    assert main(["train", "sprm", "--model", str(trained[0]), "--out", str(out), "--epochs", "1",
+                 "--labels", "steps", "--trajectories", str(file)]) == 0
     policy, model = ReflectiveModel.from_pretrained(trained[0]), ReflectiveModel.from_pretrained(out)
     assert not torch.equal(policy.head[0].weight, model.head[0].weight)
 
@@ -160,7 +175,7 @@ def test_mean_logprob_of_a_padded_batch_equals_each_trajectory_alone():
     from reflective_search.train.evaluate import mean_logprobs
 
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
-    problem = CountdownProblem((3, 7, 8), 29)
+    problem = countdown((3, 7, 8), 29)
     long = trajectory(model, problem, "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n")
     short = trajectory(model, problem, "8-7=1, left 3 1.\n\n")
     ids = list(short.prompt_ids) + list(short.response_ids)

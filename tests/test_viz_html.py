@@ -1,7 +1,8 @@
 """The offline HTML viewer, opened in a real headless Chromium; and the `viz` command.
 
-These tests need ``/usr/bin/chromium`` (Debian package ``chromium``; CI installs it).
-Without it they fail rather than skip: an untested viewer is a broken viewer.
+The tests marked ``browser`` need Chromium (Debian package ``chromium``; .ci/run installs it).
+Without one they are skipped with a line saying so, and fail when CI is set: CI never
+passes with the viewer untested (tests/chromium_check.py).
 The page reports what it drew on <body>: ``data-rendered-nodes`` (nodes present in the
 shown round and not folded away), ``data-render-ms``, ``data-search-matches``, ...
 """
@@ -14,11 +15,11 @@ import json
 import os
 import re
 import select
-import shutil
 import subprocess
 import time
 
 import pytest
+from chromium_check import require_chromium
 
 from reflective_search.cli import main
 from reflective_search.interface import ChildStep, StepEnd
@@ -35,16 +36,9 @@ XSS_IMG = "<img src=x onerror=\"document.title='pwned'\">"
 XSS_LINK = "javascript:document.title='pwned'"
 
 
-def chromium_binary() -> str:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (the viewer tests need a real browser)")
-    return binary
-
-
 def chromium(tmp_path, *arguments: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"profile-{time.monotonic_ns()}"
-    command = [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments]
+    command = [require_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
@@ -81,12 +75,14 @@ def search_page(search_tree, tmp_path_factory):
 # -- the page, in a browser ------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_viewer_draws_every_node_of_a_search_tree(search_tree, search_page, tmp_path):
     _, body = open_page(tmp_path, search_page)
     assert (body["data-rendered-nodes"], body["data-total-nodes"]) == (str(search_tree.size), str(search_tree.size))
     assert body["data-selected"] == str(search_tree.chosen)  # the answer's leaf is shown first
 
 
+@pytest.mark.browser
 def test_viewer_fetches_nothing(search_page, tmp_path):
     _, body = open_page(tmp_path, search_page)
     assert body["data-fetched-resources"] == "0"
@@ -95,6 +91,7 @@ def test_viewer_fetches_nothing(search_page, tmp_path):
     assert "default-src 'none'" in page  # the page's policy forbids any fetch
 
 
+@pytest.mark.browser
 def test_viewer_screenshot_shows_the_tree(search_page, tmp_path):
     from matplotlib.image import imread
 
@@ -106,11 +103,13 @@ def test_viewer_screenshot_shows_the_tree(search_page, tmp_path):
     assert chosen_blue > 300  # the chosen path is drawn (thick blue edges and rings)
 
 
+@pytest.mark.browser
 def test_replay_shows_only_the_nodes_grown_by_that_round(search_tree, search_page, tmp_path):
     _, body = open_page(tmp_path, search_page, "#round=0")
     assert (body["data-round"], body["data-rendered-nodes"]) == ("0", str(search_tree.history[0]["size"]))
 
 
+@pytest.mark.browser
 def test_folding_a_node_hides_its_subtree(search_tree, search_page, tmp_path):
     fold = max(search_tree.children(0), key=lambda n: search_tree.num_children[n])
     below = sum(1 for n in range(search_tree.size) if fold in search_tree.path(n)[:-1])
@@ -118,6 +117,7 @@ def test_folding_a_node_hides_its_subtree(search_tree, search_page, tmp_path):
     assert below > 0 and body["data-rendered-nodes"] == str(search_tree.size - below)
 
 
+@pytest.mark.browser
 def test_search_counts_matching_steps(tmp_path):
     page = tmp_path / "tree.html"
     fake_tree().to_html(str(page))
@@ -125,6 +125,7 @@ def test_search_counts_matching_steps(tmp_path):
     assert body["data-search-matches"] == "3"  # case-insensitive: nodes 1, 2, 3
 
 
+@pytest.mark.browser
 def test_selected_node_shows_its_text_numbers_and_path(tmp_path):
     page = tmp_path / "tree.html"
     fake_tree().to_html(str(page))
@@ -155,7 +156,7 @@ class Browser:
 
         flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time")]
         self._process = subprocess.Popen(
-            [chromium_binary(), *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe",
+            [require_chromium(), *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe",
              "--window-size=1400,900", "about:blank"],
             pass_fds=(3, 4), preexec_fn=child_pipes, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(command_read)
@@ -241,6 +242,7 @@ def inner_child(tree: Tree) -> int:
     return max(tree.children(0), key=lambda n: (int(tree.num_children[n]), -n))
 
 
+@pytest.mark.browser
 def test_clicking_a_node_selects_it_and_shows_its_text(browser, search_tree, search_page):
     browser.open(search_page.as_uri())
     node = inner_child(search_tree)
@@ -250,6 +252,7 @@ def test_clicking_a_node_selects_it_and_shows_its_text(browser, search_tree, sea
     assert browser.evaluate("document.getElementById('step-text').textContent") == visible_text(search_tree.texts[node])
 
 
+@pytest.mark.browser
 def test_hovering_a_node_shows_its_text_in_a_tooltip(browser, search_tree, search_page):
     browser.open(search_page.as_uri())
     node = inner_child(search_tree)
@@ -259,6 +262,7 @@ def test_hovering_a_node_shows_its_text_in_a_tooltip(browser, search_tree, searc
     assert tip[0] is False and tip[1].startswith(f"#{node}  score {search_tree.score[node]:.3f}")
 
 
+@pytest.mark.browser
 def test_double_click_folds_and_unfolds_a_subtree(browser, search_tree, search_page):
     browser.open(search_page.as_uri())
     node = inner_child(search_tree)
@@ -272,6 +276,7 @@ def test_double_click_folds_and_unfolds_a_subtree(browser, search_tree, search_p
     assert browser.body("data-rendered-nodes") == str(search_tree.size)
 
 
+@pytest.mark.browser
 def test_typing_a_search_counts_matches(browser, search_tree, search_page):
     browser.open(search_page.as_uri())
     browser.evaluate("document.getElementById('search').focus()")
@@ -280,6 +285,7 @@ def test_typing_a_search_counts_matches(browser, search_tree, search_page):
     assert browser.body("data-search-matches") == str(expected)
 
 
+@pytest.mark.browser
 def test_slider_key_steps_back_one_round(browser, search_tree, search_page):
     browser.open(search_page.as_uri())
     browser.evaluate("document.getElementById('round').focus()")
@@ -290,6 +296,7 @@ def test_slider_key_steps_back_one_round(browser, search_tree, search_page):
     assert browser.body("data-rendered-nodes") == str(search_tree.history[last]["size"])
 
 
+@pytest.mark.browser
 def test_wheel_zooms_in_around_the_pointer(browser, search_tree, search_page):
     browser.open(search_page.as_uri())
     a, b = [browser.evaluate(f"treeViewer.screenPosition({n})") for n in (1, search_tree.size - 1)]
@@ -299,6 +306,7 @@ def test_wheel_zooms_in_around_the_pointer(browser, search_tree, search_page):
     assert abs(d[1] - c[1]) > 1.5 * abs(b[1] - a[1])
 
 
+@pytest.mark.browser
 def test_redrawing_five_thousand_nodes_is_smooth(browser, tmp_path, capsys):
     page = tmp_path / "big.html"
     synthetic_tree(5000).to_html(str(page))
@@ -325,6 +333,7 @@ def xss_tree() -> Tree:
     return tree
 
 
+@pytest.mark.browser
 def test_model_text_executes_nothing(tmp_path):
     page = tmp_path / "xss.html"
     xss_tree().to_html(str(page))
@@ -354,6 +363,7 @@ def test_title_is_escaped_in_the_page_head():
 # -- scale -------------------------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_five_thousand_nodes_render_within_the_budget(tmp_path, capsys):
     tree = synthetic_tree(5000)
     page = tmp_path / "big.html"

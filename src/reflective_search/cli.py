@@ -13,6 +13,8 @@ import sys
 
 from reflective_search.errors import ReflectiveSearchError
 
+DESCRIPTION = ("Test-time search over a language model's reasoning steps, guided by a process reward head "
+               "on the same backbone.")  # terminal text, so plain (the docstring above is rST)
 COMMAND_MODULES = (
     "reflective_search.commands.solve",
     "reflective_search.commands.run",
@@ -24,7 +26,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reflective-search", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="reflective-search", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

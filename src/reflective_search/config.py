@@ -107,6 +107,10 @@ class MCTSConfig:
     aggregate: str = "geometric"  # how step scores rank a finished trajectory
     virtual_loss: float = 1.0  # zero-valued visits added per in-flight selection
     resample: int = 0  # extra sampling rounds for a leaf whose children were not all distinct
+    # Extra sampling rounds, when a round would leave the tree no open leaf, that ask the
+    # leaves being expanded for more children until one is open or the budget is spent
+    # (0: off; the search then stops early and reports the unspent budget).
+    widen: int = 8
 
     def __post_init__(self) -> None:
         _require(self.children >= 1, "mcts.children", "an integer >= 1", self.children)
@@ -117,6 +121,7 @@ class MCTSConfig:
         _require(self.aggregate in AGGREGATES, "mcts.aggregate", " | ".join(AGGREGATES), self.aggregate)
         _require(self.virtual_loss >= 0, "mcts.virtual_loss", "a number >= 0", self.virtual_loss)
         _require(self.resample >= 0, "mcts.resample", "an integer >= 0", self.resample)
+        _require(self.widen >= 0, "mcts.widen", "an integer >= 0", self.widen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +190,51 @@ def config_from_dict(data: Mapping[str, Any], cls: type = SearchConfig, prefix: 
     return cls(**kwargs)
 
 
-def load_search_config(source: "SearchConfig | Mapping[str, Any] | str | Path | None") -> SearchConfig:
-    """Accept a SearchConfig, a dict, a YAML path, or None (all defaults)."""
+def load_search_config(source: "SearchConfig | Mapping[str, Any] | str | Path | None",
+                       defaults: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Accept a SearchConfig, a dict, a YAML path, or None (all defaults).
+
+    ``defaults`` (dotted keys: a model's task defaults) replace the library's defaults and
+    are overridden in turn by what ``source`` sets: by every key of a dict or YAML file,
+    and by every field of a SearchConfig that differs from the library's default.
+    """
+    base = SearchConfig().replace(**defaults) if defaults else SearchConfig()
     if source is None:
-        return SearchConfig()
+        return base
     if isinstance(source, SearchConfig):
-        return source
+        return base.replace(**changed_fields(source, SearchConfig())) if defaults else source
     if isinstance(source, (str, Path)):
         from reflective_search.yaml_io import read_yaml_mapping
 
-        return config_from_dict(read_yaml_mapping(Path(source)))
-    return config_from_dict(source)
+        source = read_yaml_mapping(Path(source))
+    if not isinstance(source, Mapping):
+        return config_from_dict(source)  # refused there, with the usual message
+    return config_from_dict(merge_nested(to_dict(base), source))
+
+
+def changed_fields(config: Any, reference: Any) -> dict[str, Any]:
+    """Dotted keys whose values differ between two configs of the same class."""
+    return {key: value for key, value in flatten(to_dict(config)).items() if flatten(to_dict(reference))[key] != value}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def merge_nested(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, section by section (neither is mutated)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = merge_nested(out[key], value) if both else value
+    return out
 
 
 def did_you_mean(key: str, names: list[str]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -13,12 +15,25 @@ from reflective_search.search import SEARCHES, SearchOutcome, run_searches
 from reflective_search.solution import Solution, Stats
 
 
+_WARNED: "weakref.WeakSet" = weakref.WeakSet()  # models already warned about (once each)
+
+
+def warn_untrained_head(model) -> None:
+    """Say once per model that its SPRM head was never trained (its scores are noise)."""
+    if model not in _WARNED:
+        _WARNED.add(model)
+        warnings.warn(f"{model.source}: its SPRM head was never trained, so its step scores mean nothing; "
+                      "train one with `reflective-search train sprm`", UserWarning, stacklevel=3)
+
+
 class ReflectiveSearch:
     """Solve problems with a reflective model and a configured search.
 
     Args:
         model: a ``ReflectiveModel``.
         config: a ``SearchConfig``, a dict of overrides, a YAML path, or None (MCTS defaults).
+            Whatever it sets overrides the search defaults the model carries for its task
+            (``ModelSettings.search_defaults``), which override the library's defaults.
         expander: an object implementing ``interface.Expander``; by default the one the
             config names, built over ``model``. Fakes stand in here for tests.
     """
@@ -26,7 +41,10 @@ class ReflectiveSearch:
     def __init__(self, model, config: SearchConfig | Mapping[str, Any] | str | Path | None = None,
                  expander: Expander | None = None) -> None:
         self.model = model
-        self.config = load_search_config(config)
+        settings = getattr(model, "settings", None)
+        self.config = load_search_config(config, dict(getattr(settings, "search_defaults", ())))
+        if settings is not None and not settings.head_trained:
+            warn_untrained_head(model)
         self.expander = expander if expander is not None else make_expander(self.config.expander, model, self.config)
 
     def solve(self, problem: str) -> Solution:
@@ -41,17 +59,19 @@ class ReflectiveSearch:
             search(ids, self.model.format_prompt(problem), self.config, self._seed(ids))
             for ids, problem in zip(prompts, problems)
         ]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         outcomes = run_searches(generators, self.expander)
-        seconds = (time.perf_counter() - start) / max(len(problems), 1)
+        share = max(len(problems), 1)
+        seconds = ((time.perf_counter() - start) / share, (time.process_time() - cpu_start) / share)
         return [self._solution(problem, result, seconds) for problem, result in zip(problems, outcomes)]
 
     def _seed(self, prompt_ids: Sequence[int]) -> int:
         """Per-problem seed: the same problem and config give the same tree in any batch."""
         return derive_seed(self.config.seed, tuple(prompt_ids))
 
-    def _solution(self, problem: str, result: SearchOutcome, seconds: float) -> Solution:
+    def _solution(self, problem: str, result: SearchOutcome, seconds: tuple[float, float]) -> Solution:
         meter = result.meter
-        stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, seconds)
+        stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, *seconds,
+                      unspent_tokens=meter.unspent_tokens)
         text = result.tree.response_text(result.chosen)
         return Solution(problem, self.config.method, result.answer, text, result.score, stats, result.tree)

@@ -13,6 +13,8 @@ class Stats:
     forwarded_tokens: int  # tokens run through the model, prompt and recomputation included
     expansions: int  # expansion requests (node, k children) issued
     seconds: float  # wall time; in solve_batch, the batch's time split evenly over its problems
+    cpu_seconds: float = 0.0  # this process's CPU time, split the same way (holds on a shared machine)
+    unspent_tokens: int = 0  # MCTS: token budget left when the tree had nothing left to expand
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 from reflective_search.errors import ConfigError
+
+
+def add_command(subparsers, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand's parser: ``summary`` is its line in the parent's --help and, as a sentence, opens its own.
+
+    Help is terminal text: plain sentences, no docstring markup.
+    """
+    description = f"{summary[0].upper()}{summary[1:]}." + (f" {details}" if details else "")
+    return subparsers.add_parser(name, help=summary, description=description)
 
 
 def check_writable(path: str | Path, option: str) -> Path:

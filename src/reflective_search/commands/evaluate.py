@@ -1,8 +1,9 @@
-"""``reflective-search evaluate calibrate|heads|search``: the Countdown numbers, rerunnable.
+"""``reflective-search evaluate calibrate|heads|search``: any model, Countdown or a problems file.
 
     reflective-search evaluate calibrate --model runs/policy            # validation split
     reflective-search evaluate heads --model A --model B --split valid  # SPRM quality, same samples
     reflective-search evaluate search --out runs/eval                   # the 500 held-out problems
+    reflective-search evaluate search --model M --problems-file test.jsonl --task math
 
 Each prints a table and the JSON it also writes (``--out``); ``search`` also draws a PNG of
 accuracy against generated tokens per method.
@@ -15,17 +16,21 @@ import json
 import math
 from pathlib import Path
 
+from reflective_search.commands import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="measure the Countdown policy, its SPRM head and the searches")
+    parser = add_command(subparsers, "evaluate", "measure a policy, its SPRM head and the searches",
+                         "On Countdown's splits or a problems file; each of calibrate, heads and search prints a "
+                         "table and writes its JSON (search also a PNG) into --out.")
     which = parser.add_subparsers(dest="which", required=True)
-    calibrate = which.add_parser("calibrate", help="the policy alone on the validation split")
+    calibrate = add_command(which, "calibrate", "measure the policy alone on the validation split")
     calibrate.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
-    heads = which.add_parser("heads", help="SPRM quality of one or more models on the same samples")
+    heads = add_command(which, "heads", "measure the SPRM quality of one or more models on the same samples")
     heads.add_argument("--split", choices=["valid", "eval"], default="valid")
     heads.add_argument("--temperature", type=float, default=1.0)
     heads.add_argument("--trajectories", help="a JSONL of samples to score: reused if it exists, else written")
-    search = which.add_parser("search", help="greedy, Best-of-N variants, self-consistency and MCTS")
+    search = add_command(which, "search", "compare greedy, Best-of-N variants, self-consistency and MCTS")
     search.add_argument("--temperature", type=float, default=1.0)
     search.add_argument("--split", choices=["valid", "eval"], default="eval")
     search.add_argument("--mcts", nargs="*", default=[], metavar="KEY=VALUE",
@@ -37,6 +42,10 @@ def register(subparsers) -> None:
         sub.add_argument("--numbers", type=int, nargs="+", default=[3], choices=range(2, 6), metavar="N",
                          help="number counts to evaluate (2-5)")
         sub.add_argument("--problems", type=int, default=None, help="problems per number count (default: all)")
+        sub.add_argument("--problems-file", help="a JSONL file of records with 'problem' and 'answer' to evaluate "
+                                                 "on instead of the Countdown splits")
+        sub.add_argument("--task", choices=["countdown", "math"],
+                         help="how answers are checked (default: countdown, or math for --problems-file)")
         sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
         sub.add_argument("--out", help="directory for the JSON (and PNG) results")
         sub.set_defaults(func=run)
@@ -73,61 +82,80 @@ def _models(args) -> list:
     return [load_default_model(name) for name in (args.model or [None])]
 
 
+def _task(args):
+    from reflective_search.train.tasks import get_task
+
+    return get_task(args.task or ("math" if args.problems_file else "countdown"))
+
+
+def _groups(args, split: str) -> list[tuple[str, list]]:
+    """(label, problems) per evaluated group: each number count, or the one problems file."""
+    if args.problems_file:
+        from reflective_search.train.tasks import read_problem_file
+
+        need = "answer" if _task(args).name == "math" else None
+        problems = read_problem_file(args.problems_file, need)
+        return [(Path(args.problems_file).name, problems[: args.problems] if args.problems else problems)]
+    return [(f"{count} numbers", _problems(split, count, args.problems)) for count in args.numbers]
+
+
 def _problems(split: str, count: int, n: int | None):
     from reflective_search.train.data import EVAL_COUNT, VALID_COUNT, eval_problems, valid_problems
+    from reflective_search.train.tasks import TrainingProblem
 
-    if split == "eval":
-        return eval_problems(count, n or EVAL_COUNT)
-    return valid_problems(count, n or VALID_COUNT)
+    drawn = eval_problems(count, n or EVAL_COUNT) if split == "eval" else valid_problems(count, n or VALID_COUNT)
+    return [TrainingProblem(p.text, str(p.target)) for p in drawn]
 
 
 def _calibrate(args) -> dict:
     from reflective_search.train.evaluate import calibrate
 
-    model = _models(args)[0]
-    out = {}
-    for count in args.numbers:
-        row = calibrate(model, _problems("valid", count, args.problems), args.temperatures, args.samples)
-        out[f"{count} numbers"] = row
+    model, task, out = _models(args)[0], _task(args), {}
+    for label, problems in _groups(args, "valid"):
+        row = calibrate(model, problems, args.temperatures, args.samples, task=task)
+        out[label] = row
         cells = [f"greedy {row['greedy']:.3f}"] + [
             f"{key}: sample {v['per_sample']:.3f} pass@{args.samples} {v[f'pass@{args.samples}']:.3f} "
             f"SC {v['self_consistency']:.3f} good steps {v['positive_steps']:.3f}"
             for key, v in row.items() if key.startswith("T=")]
-        print(f"{count} numbers | " + " | ".join(cells))
+        print(f"{label} | " + " | ".join(cells))
     return out
 
 
 def _heads(args) -> dict:
     """Every model's head scores the same samples (drawn once, by the first model's policy)."""
     from reflective_search.train.evaluate import mean_logprobs, score_trajectories, with_logprobs
-    from reflective_search.train.metrics import best_of_n_accuracy, head_summary, logprob_score, trajectory_auc
+    from reflective_search.train.metrics import (
+        auc_intervals, best_of_n_accuracy, head_summary, logprob_score, trajectory_auc,
+    )
 
-    models, out = _models(args), {}
-    for count in args.numbers:
-        problems = _problems(args.split, count, args.problems)
+    models, task, out = _models(args), _task(args), {}
+    for position, (label, problems) in enumerate(_groups(args, args.split)):
         index = {p: i for i, p in enumerate(problems)}
-        trajectories = _head_samples(models[0], problems, args, count)
+        trajectories = _head_samples(models[0], problems, args, position, task)
         logprobs = mean_logprobs(models[0], trajectories)
         for name, model in zip(args.model or ["shipped"], models):
-            records = with_logprobs(score_trajectories(model, trajectories, index), logprobs)
+            records = with_logprobs(score_trajectories(model, trajectories, index, task), logprobs)
             summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
-                       "best_of_n_logprob": best_of_n_accuracy(records, logprob_score)}
-            out[f"{count} numbers | {name}"] = summary
-            print(f"{count} numbers | {name} | trajectory AUC {summary['trajectory_auc']:.3f} (policy log-prob "
+                       "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records)}
+            out[f"{label} | {name}"] = summary
+            low, high = summary["trajectory_auc_ci"]
+            print(f"{label} | {name} | trajectory AUC {summary['trajectory_auc']:.3f} [{low:.3f}, {high:.3f}] (policy log-prob "
                   f"{summary['trajectory_auc_logprob']:.3f}) | step AUC min over positions "
                   f"{summary['step_auc_min_position']:.3f} | by position {_fmt(summary['step_auc_by_position'])} | "
                   f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f})")
     return out
 
 
-def _head_samples(model, problems, args, count: int):
+def _head_samples(model, problems, args, position: int, task):
     from reflective_search.train.sprm import load_trajectories, sample_trajectories, save_trajectories
 
-    path = Path(f"{args.trajectories}.{count}") if args.trajectories and len(args.numbers) > 1 else \
+    several = len(args.numbers) > 1 and not args.problems_file
+    path = Path(f"{args.trajectories}.{args.numbers[position]}") if args.trajectories and several else \
         (Path(args.trajectories) if args.trajectories else None)
     if path is not None and path.is_file():
         return load_trajectories(model, path)
-    trajectories = sample_trajectories(model, problems, args.samples, args.temperature, seed=1)
+    trajectories = sample_trajectories(model, problems, args.samples, args.temperature, seed=1, task=task)
     if path is not None:
         save_trajectories(trajectories, path)
     return trajectories
@@ -148,23 +176,22 @@ def _search(args) -> dict:
     overrides = {"sampling.temperature": args.temperature,
                  **dict(parse_override(o, "--mcts", "budget.tokens=400") for o in args.mcts)}
     SearchConfig().replace(**overrides)
-    model, out = _models(args)[0], {}
-    for count in args.numbers:
-        problems = _problems(args.split, count, args.problems)
-        greedy = greedy_result(model, problems)
-        report = best_of_n_report(model, problems, args.samples, args.temperature)
+    model, task, out = _models(args)[0], _task(args), {}
+    for label, problems in _groups(args, args.split):
+        greedy = greedy_result(model, problems, task)
+        report = best_of_n_report(model, problems, args.samples, args.temperature, task)
         row = {"greedy": greedy.as_dict(), **report}
         if not args.skip_mcts:
-            row["mcts"] = {**mcts_result(model, problems, overrides).as_dict(), "overrides": overrides}
-        out[f"{count} numbers"] = row
-        _print_search_table(count, row, args.samples)
+            row["mcts"] = {**mcts_result(model, problems, overrides, task).as_dict(), "overrides": overrides}
+        out[label] = row
+        _print_search_table(label, row, args.samples)
     if args.out:
         _plot(out, Path(args.out) / "search.png")
     return out
 
 
-def _print_search_table(count: int, row: dict, samples: int) -> None:
-    print(f"\n{count} numbers: method | accuracy | generated tokens / problem | s / problem")
+def _print_search_table(label: str, row: dict, samples: int) -> None:
+    print(f"\n{label}: method | accuracy | generated tokens / problem | s / problem")
     for method, result in row.items():
         if isinstance(result, dict) and "accuracy" in result:
             print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")

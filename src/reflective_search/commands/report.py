@@ -6,12 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from reflective_search.commands import add_command
+
 REPORT_FILE = "report.md"
 PLOT_FILE = "scaling.png"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("report", help="summarise a run: accuracy and compute per config point")
+    parser = add_command(subparsers, "report", "summarise a run: accuracy and compute per config point",
+                         f"Prints the table and writes {REPORT_FILE} and {PLOT_FILE} into the run directory.")
     parser.add_argument("run_dir", help="the output_dir of a run")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.set_defaults(func=run)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reflective_search.commands import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "run", help="run a YAML experiment (resumable: run the same command again after a kill)")
+    parser = add_command(subparsers, "run",
+                         "run a YAML experiment (resumable: run the same command again after a kill)",
+                         "Appends one record per problem, config point and seed to OUTPUT_DIR/results.jsonl.")
     parser.add_argument("config", help="an experiment YAML (overrides of the documented defaults)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="overrides, e.g. search.mcts.children=2 workers=2 output_dir=/tmp/x")

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from reflective_search.commands import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("solve", help="solve one problem with search")
+    parser = add_command(subparsers, "solve", "solve one problem with search",
+                         "Prints the answer, its score and the compute spent; for a Countdown problem, also "
+                         "whether the answer reaches the target.")
     parser.add_argument("problem", help="the problem text")
     parser.add_argument("--config", help="a search config YAML (overrides of the defaults)")
     parser.add_argument("--method", choices=["greedy", "majority", "best_of_n", "beam", "mcts"])
-    parser.add_argument("--model", help="a saved model directory or a shipped model's name (default: the shipped model)")
+    parser.add_argument("--model", help="a saved model directory, a shipped model's or a base model's name "
+                                         "(default: the shipped model)")
     parser.add_argument("--tree", metavar="OUT.json", help="also write the search tree as JSON")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -42,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     stats = solution.stats
     result = {
         "answer": solution.answer, "score": round(solution.score, 4), "method": solution.method,
-        "verdict": _verdict(args, solution.text),
+        "verdict": _verdict(args.problem, solution.text),
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
+        "cpu_seconds": round(stats.cpu_seconds, 3), "unspent_tokens": stats.unspent_tokens,
     }
     if args.json:
         print(json.dumps(result))
@@ -57,10 +63,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verdict(args: argparse.Namespace, response: str) -> str | None:
-    """The built-in task's verdict, for Countdown problems or the default (Countdown) model."""
+def _verdict(problem: str, response: str) -> str | None:
+    """Countdown's verdict for a Countdown problem; None for any other (there is no answer to check)."""
     from reflective_search.tasks.countdown import CountdownProblem, verdict
 
-    if args.model is None or CountdownProblem.parse(args.problem) is not None:
-        return verdict(args.problem, response)
-    return None
+    return verdict(problem, response) if CountdownProblem.parse(problem) is not None else None

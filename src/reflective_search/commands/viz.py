@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reflective_search.commands import check_writable
+from reflective_search.commands import add_command, check_writable
 from reflective_search.errors import ConfigError
 from reflective_search.viz.png import MAX_NODES
 
@@ -17,8 +17,10 @@ OUTPUT_SUFFIXES = (".html", ".png", ".svg", ".dot")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("viz", help="view a saved search tree (HTML viewer, PNG, SVG or DOT)")
-    parser.add_argument("tree", metavar="TREE.json", help="a tree written by `solve --tree` or tree.to_json()")
+    parser = add_command(subparsers, "viz", "view a saved search tree (HTML viewer, PNG, SVG or DOT)",
+                         "The output's suffix picks the form: .html the offline interactive viewer, .png or .svg "
+                         "a static drawing, .dot Graphviz text.")
+    parser.add_argument("tree", metavar="TREE.json", help="a tree written by solve --tree or Tree.to_json()")
     parser.add_argument("-o", "--output", metavar="OUT", help="output file; its suffix picks the form "
                         f"({', '.join(OUTPUT_SUFFIXES)}); default: TREE.html")
     parser.add_argument("--title", help="the viewer's title (default: the prompt's first line)")

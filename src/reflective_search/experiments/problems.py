@@ -2,8 +2,10 @@
 
 Two sources: a JSONL file of ``{"problem": ..., "answer": ...}`` records, or a built-in
 generator. Two registries, keyed by the names YAML uses: ``GENERATORS`` (problem makers
-with their own options dataclass) and ``TASKS`` (answer checkers). Every record is
-checked when loaded, so a bad line is reported (with its number) before any work starts.
+with their own options dataclass and task) and ``TASKS`` (answer checkers). A file is
+checked against its records' answers (``FILE_TASK``) unless it names another task. Every
+record is checked when loaded, so a bad line is reported (with its number) before any
+work starts.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def _countdown_correct(record: dict, solution: "Solution") -> bool:
 
 def _countdown_unusable(record: dict) -> str | None:
     if CountdownProblem.parse(record["problem"]) is None:
-        return "the problem is not in the countdown format ('Numbers: 3 7 8. Target: 29.'); set problems.task: math for other problems"
+        return ("the problem is not in the countdown format ('Numbers: 3 7 8. Target: 29.'); "
+                "drop problems.task: countdown to check other problems against their answers")
     return None
 
 
@@ -58,7 +61,8 @@ def _math_correct(record: dict, solution: "Solution") -> bool:
 
 def _math_unusable(record: dict) -> str | None:
     if record.get("answer") is None:
-        return "the record has no 'answer' field, which task math compares against"
+        return ("the record has no 'answer' to check against: add one (a problems file is checked "
+                "against its answers unless problems.task names another task)")
     return None
 
 
@@ -66,7 +70,7 @@ TASKS = {
     "countdown": Task(_countdown_correct, _countdown_unusable),
     "math": Task(_math_correct, _math_unusable),
 }
-DEFAULT_TASK = "countdown"
+FILE_TASK = "math"  # a problems file with no task: answer equality, the one checker any problem can use
 
 
 # -- generators ------------------------------------------------------------------------------

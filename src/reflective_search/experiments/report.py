@@ -34,6 +34,8 @@ class PointRow:
     forwarded_tokens: float  # mean per record
     flops: float  # mean per record: 2 x parameters x forwarded tokens
     seconds: float  # mean wall seconds per record
+    cpu_seconds: float  # mean CPU seconds per record (nan for records written before it was kept)
+    unspent_tokens: float  # mean token budget MCTS left unspent, having nothing left to expand
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +78,15 @@ def summarise(records: Sequence[dict[str, Any]]) -> list[PointRow]:
 
 
 def _row(method: str, point: dict[str, Any], records: list[dict[str, Any]]) -> PointRow:
-    def mean(key: str) -> float:
-        return fmean(float(r[key]) for r in records)
+    def mean(key: str, missing: float | None = None) -> float:
+        return fmean(float(r[key] if key in r or missing is None else missing) for r in records)
 
     return PointRow(
         method=method, point=point, accuracy=fmean(bool(r["correct"]) for r in records),
         problems=len({json.dumps(r["problem_id"]) for r in records}), seeds=len({r["seed"] for r in records}),
         generated_tokens=mean("generated_tokens"), forwarded_tokens=mean("forwarded_tokens"),
-        flops=mean("flops"), seconds=mean("seconds"),
+        flops=mean("flops"), seconds=mean("seconds"), cpu_seconds=mean("cpu_seconds", math.nan),
+        unspent_tokens=mean("unspent_tokens", 0.0),
     )
 
 
@@ -104,7 +107,7 @@ def fit_scaling(compute: Sequence[float], accuracy: Sequence[float]) -> ScalingF
 # -- rendering ------------------------------------------------------------------------------
 
 COLUMNS = ("method", "point", "accuracy", "problems", "seeds", "gen tokens", "fwd tokens", "FLOPs", "seconds",
-           "fit a", "fit b", "R^2")
+           "cpu s", "unspent", "fit a", "fit b", "R^2")
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -124,7 +127,7 @@ def table_cells(report: Report) -> list[list[str]]:
         cells.append([
             row.method, describe_point(row.point), f"{row.accuracy:.3f}", str(row.problems), str(row.seeds),
             f"{row.generated_tokens:.1f}", f"{row.forwarded_tokens:.1f}", f"{row.flops:.3g}", f"{row.seconds:.3f}",
-            _number(fit.a), _number(fit.b), _number(fit.r2),
+            f"{row.cpu_seconds:.3f}", f"{row.unspent_tokens:.1f}", _number(fit.a), _number(fit.b), _number(fit.r2),
         ])
     return cells
 

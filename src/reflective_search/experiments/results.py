@@ -6,8 +6,12 @@ Layout of a run directory:
   a directory is prepared, atomically, so its presence means the directory is complete.
 * ``problems.jsonl``: the problems the run covers (id, text, record), to detect a changed
   problem file on resume.
-* ``environment.json``: versions and git commit (no hostname).
+* ``environment.json``: versions and git commit (no hostname); under ``executor``, what ran
+  the latest invocation's work (for Ray: its version and the cluster's nodes and CPUs).
 * ``results.jsonl``: one record per (problem, config point, seed).
+* ``executor.jsonl``: what the workers did, one event per line: ``ready`` (a worker's model
+  is loaded: its name, node id, pid), ``done`` (the keys of the records an item gave, and
+  who solved it), ``lost`` (a worker died; the item it held is redone elsewhere).
 
 Crash safety: only the parent process writes ``results.jsonl`` (workers send records
 back), each record as one line in a single ``os.write`` on an ``O_APPEND`` descriptor,
@@ -22,6 +26,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -36,6 +41,7 @@ RESULTS_FILE = "results.jsonl"
 CONFIG_FILE = "config.yaml"
 PROBLEMS_FILE = "problems.jsonl"
 ENVIRONMENT_FILE = "environment.json"
+EXECUTOR_LOG = "executor.jsonl"
 RecordKey = tuple[str, str, int]  # (problem id as JSON, point as sorted JSON, seed)
 
 
@@ -192,6 +198,19 @@ def environment() -> dict[str, Any]:
         "reflective_search": reflective_search.__version__,
         **_git_state(Path(reflective_search.__file__).parent),
     }
+
+
+def record_executor(run_dir: Path, description: Mapping[str, Any]) -> None:
+    """Note in environment.json what executes this invocation (replacing an earlier note)."""
+    path = Path(run_dir) / ENVIRONMENT_FILE
+    current = json.loads(path.read_text(encoding="utf-8"))
+    _write_atomic(path, json.dumps({**current, "executor": dict(description)}, indent=2) + "\n")
+
+
+def append_event(run_dir: Path, event: Mapping[str, Any]) -> None:
+    """Append one worker event to executor.jsonl (diagnostics: the results never depend on it)."""
+    with open(Path(run_dir) / EXECUTOR_LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps({**event, "at": round(time.time(), 3)}) + "\n")  # at: Unix time, seconds
 
 
 def _version(package: str) -> str | None:

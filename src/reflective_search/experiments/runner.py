@@ -1,25 +1,30 @@
 """Running an experiment: plan the missing records, solve them in batches, append each result.
 
 Work is cut into items of up to ``batch_size`` problems sharing one (point, seed); an item
-is one ``solve_batch`` call. With ``workers: 1`` items run in this process; with more, a
-``spawn`` pool runs them, each worker loading its own model (torch threads set to 1) and
-sending its records back: only this process writes the results file (see results.py), so
-workers never race on it and a killed worker leaves nothing half-written.
+is one ``solve_batch`` call. The executor (executors.py: this process, a process pool, or
+Ray actors) solves items wherever it runs them and hands each item's records back here:
+only this process writes the results file (see results.py), so workers never race on it
+and a killed worker leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from reflective_search.config import SearchConfig
+from reflective_search.experiments.executors import Executor, open_executor
 from reflective_search.experiments.problems import TASKS, Problem, load_problems
-from reflective_search.experiments.results import ResultStore, prepare_run_dir, record_key
+from reflective_search.experiments.results import (
+    ResultStore, append_event, prepare_run_dir, record_executor, record_key,
+)
 from reflective_search.experiments.spec import ExperimentSpec, resolved_dict
 from reflective_search.experiments.sweep import Point, point_configs
+
+if TYPE_CHECKING:
+    from reflective_search.experiments.progress import Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +51,32 @@ def run_experiment(spec: ExperimentSpec, show_progress: bool = True) -> RunSumma
     problems = load_problems(spec.problems)
     points = point_configs(spec.search, spec.sweep)
     run_dir = Path(spec.output_dir)
+    # Opened (Ray imported, if asked for) before anything is written; started only if there is work.
+    executor = open_executor(spec.executor, spec.model, BatchSolver, log=lambda event: append_event(run_dir, event))
     prepare_run_dir(run_dir, resolved_dict(spec), problems)
     with ResultStore.open(run_dir) as store:
         work = plan_work(points, spec.seeds, problems, store.done, spec.batch_size, spec.problems.task)
         total = len(points) * len(spec.seeds) * len(problems)
         before = len(store.records)
         with Progress(total, store.records, enabled=show_progress) as progress:
-            for records in execute(work, spec.model, spec.workers):
-                for record in records:
-                    store.append(record)
-                    progress.add(record)
+            if work:
+                execute(executor, work, run_dir, store, progress)
         correct = sum(bool(r["correct"]) for r in store.records)
         return RunSummary(run_dir, len(store.records), len(store.records) - before,
                           correct / max(len(store.records), 1))
+
+
+def execute(executor: Executor, work: Sequence["WorkItem"], run_dir: Path, store: ResultStore,
+            progress: "Progress") -> None:
+    """Solve every item on the executor, appending its records as it finishes (any order)."""
+    with executor:
+        record_executor(run_dir, executor.describe())
+        for done in executor.map(work):
+            for record in done.result:
+                store.append(record)
+                progress.add(record)
+            keys = [list(record_key(record)) for record in done.result]
+            append_event(run_dir, {"event": "done", "item": done.index, **done.worker, "records": keys})
 
 
 def plan_work(points: Sequence[tuple[Point, SearchConfig]], seeds: Sequence[int], problems: Sequence[Problem],
@@ -78,37 +96,21 @@ def _key(problem: Problem, point: Point, seed: int):
     return record_key({"problem_id": problem.problem_id, "point": point, "seed": seed})
 
 
-def execute(work: Sequence[WorkItem], model_ref: str | None, workers: int) -> Iterator[list[dict[str, Any]]]:
-    """Records of each item as it finishes (item order with one worker, completion order with more)."""
-    if not work:
-        return
-    if workers == 1 or len(work) == 1:
-        solver = BatchSolver(_load_model(model_ref))
-        for item in work:
-            yield solver.run(item)
-        return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    # Leaving the with-block (finished, Ctrl-C or error) terminates the workers.
-    with context.Pool(min(workers, len(work)), initializer=_init_worker, initargs=(model_ref,)) as pool:
-        yield from pool.imap_unordered(_run_in_worker, work)
-
-
 class BatchSolver:
-    """Solves work items with one model, reusing its searcher while the config stays the same."""
+    """Solves work items with one model, a fresh searcher per item.
+
+    Fresh because a reused expander's scores depend on what it solved before (its KV
+    arena's history shifts float rounding, ~1e-8): a record must depend only on its item,
+    whichever worker, and after whichever items, solves it. Building one costs < 1 ms.
+    """
 
     def __init__(self, model) -> None:
         self.model = model
-        self._config: SearchConfig | None = None
-        self._search = None
 
-    def run(self, item: WorkItem) -> list[dict[str, Any]]:
-        if item.config != self._config:
-            from reflective_search.facade import ReflectiveSearch
+    def __call__(self, item: WorkItem) -> list[dict[str, Any]]:
+        from reflective_search.facade import ReflectiveSearch
 
-            self._search, self._config = ReflectiveSearch(self.model, item.config), item.config
-        solutions = self._search.solve_batch([problem.text for problem in item.problems])
+        solutions = ReflectiveSearch(self.model, item.config).solve_batch([problem.text for problem in item.problems])
         parameters = self.model.num_parameters
         return [make_record(item, problem, solution, parameters) for problem, solution in zip(item.problems, solutions)]
 
@@ -131,29 +133,7 @@ def make_record(item: WorkItem, problem: Problem, solution, parameters: int) -> 
         "parameters": parameters,
         "flops": 2 * parameters * stats.forwarded_tokens,
         "seconds": stats.seconds,
+        "cpu_seconds": stats.cpu_seconds,
+        "unspent_tokens": stats.unspent_tokens,
         "text": solution.text,
     }
-
-
-def _load_model(model_ref: str | None):
-    from reflective_search.default_model import load_default_model
-
-    return load_default_model(model_ref)
-
-
-# -- worker processes (state is per process: one model each) --------------------------------
-
-_worker_solver: BatchSolver | None = None
-
-
-def _init_worker(model_ref: str | None) -> None:
-    import torch
-
-    global _worker_solver
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    torch.set_num_threads(1)
-    _worker_solver = BatchSolver(_load_model(model_ref))
-
-
-def _run_in_worker(item: WorkItem) -> list[dict[str, Any]]:
-    return _worker_solver.run(item)

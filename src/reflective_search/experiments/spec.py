@@ -1,4 +1,4 @@
-"""Experiment configs: what to run (model, problems, search, seeds, sweep) and how (workers).
+"""Experiment configs: what to run (model, problems, search, seeds, sweep) and how (executor).
 
 YAML holds overrides only; the defaults live in the dataclasses below. Everything is
 checked here, before any work starts: unknown keys at any depth (naming the nearest valid
@@ -17,12 +17,14 @@ import yaml
 
 from reflective_search.config import SearchConfig, did_you_mean, config_from_dict, set_dotted
 from reflective_search.errors import ConfigError
-from reflective_search.experiments.problems import DEFAULT_GENERATOR, DEFAULT_TASK, GENERATORS, TASKS
+from reflective_search.experiments.problems import DEFAULT_GENERATOR, FILE_TASK, GENERATORS, TASKS
 from reflective_search.experiments.sweep import SweepGroup, parse_sweep, point_configs
 from reflective_search.yaml_io import read_yaml_mapping
 
 DEFAULT_COUNT = 20  # problems a generator makes when problems.count is not set
-EXECUTION_KEYS = ("output_dir", "workers", "batch_size")  # how a run executes, not what it computes
+# How a run executes, not what it computes ("workers": the old spelling of executor.workers).
+EXECUTION_KEYS = ("output_dir", "executor", "workers", "batch_size")
+EXECUTOR_KINDS = ("local", "ray")  # experiments/executors.py holds one class per kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,7 @@ class ProblemsSpec:
     count: int | None = None  # problems the generator makes (None: DEFAULT_COUNT)
     seed: int = 0  # the generator's seed
     limit: int | None = None  # keep only the first `limit` problems (None: all)
-    task: str | None = None  # checker deciding `correct`: countdown | math (None: the generator's, else countdown)
+    task: str | None = None  # checker deciding `correct`: math | countdown (None: math for a file, else the generator's)
     options: Any = None  # the generator's options dataclass (problems.options in YAML)
 
     def __post_init__(self) -> None:
@@ -44,6 +46,26 @@ class ProblemsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutorSpec:
+    kind: str = "local"  # local: this machine (a process pool past one worker) | ray: actors on a Ray cluster
+    address: str | None = None  # ray only: null starts a private local Ray; "auto" or "host:port" joins a cluster
+    workers: int = 1  # workers, each loading its own model copy once
+    cpus_per_worker: int = 1  # CPUs each worker is given (= its torch threads)
+    gpus_per_worker: float = 0.0  # ray only: GPUs each actor asks the cluster for (the model then runs on one)
+
+    def __post_init__(self) -> None:
+        _check(self.kind in EXECUTOR_KINDS, "executor.kind", " | ".join(EXECUTOR_KINDS), self.kind)
+        _check(self.workers >= 1, "executor.workers", "an integer >= 1", self.workers)
+        _check(self.cpus_per_worker >= 1, "executor.cpus_per_worker", "an integer >= 1", self.cpus_per_worker)
+        _check(self.gpus_per_worker >= 0, "executor.gpus_per_worker", "a number >= 0", self.gpus_per_worker)
+        _check(self.address is None or self.address.strip() != "", "executor.address",
+               'null, "auto" or "host:port"', self.address)
+        for key, value in (("address", self.address), ("gpus_per_worker", self.gpus_per_worker)):
+            if self.kind == "local" and value:
+                raise ConfigError(f"executor.{key} applies to a Ray cluster: set executor.kind: ray or drop it")
+
+
+@dataclass(frozen=True, slots=True)
 class ExperimentSpec:
     model: str | None = None  # a model directory (made absolute) or shipped name; None: tiny random fallback
     problems: ProblemsSpec = field(default_factory=ProblemsSpec)  # where problems come from, how they are graded
@@ -51,11 +73,11 @@ class ExperimentSpec:
     seeds: tuple[int, ...] = (0,)  # each replaces search.seed; one record per (problem, point, seed)
     sweep: tuple[SweepGroup, ...] = ()  # config points: the union of each group's product (none: one point)
     output_dir: str = "runs/experiment"  # the run directory (results.jsonl, config.yaml, ...)
-    workers: int = 1  # processes, each loading its own model copy
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)  # where the work items run
     batch_size: int = 8  # problems per solve_batch call (they share model calls)
 
 
-TOP_KEYS = [f.name for f in dataclasses.fields(ExperimentSpec)]
+TOP_KEYS = [f.name for f in dataclasses.fields(ExperimentSpec)] + ["workers"]  # workers: see _executor
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentSpec:
@@ -107,7 +129,7 @@ def spec_from_dict(data: Mapping[str, Any], default_output_dir: str = "runs/expe
         seeds=_seeds(data.get("seeds"), search.seed),
         sweep=parse_sweep(data.get("sweep")),
         output_dir=_optional_text(data.get("output_dir"), "output_dir") or default_output_dir,
-        workers=_positive_int(data.get("workers", 1), "workers"),
+        executor=_executor(data),
         batch_size=_positive_int(data.get("batch_size", 8), "batch_size"),
     )
     point_configs(spec.search, spec.sweep)  # every point's config is built now: a bad value fails before work
@@ -168,7 +190,17 @@ def _file_problems(given: ProblemsSpec, options: Any) -> ProblemsSpec:
         if value:
             raise ConfigError(f"problems.{key} applies to a generator; with a file use problems.limit")
     path = str(Path(given.file).expanduser().resolve())  # absolute: a rerun from elsewhere reads the same file
-    return dataclasses.replace(given, file=path, task=given.task or DEFAULT_TASK, options=None)
+    return dataclasses.replace(given, file=path, task=given.task or FILE_TASK, options=None)
+
+
+def _executor(data: Mapping[str, Any]) -> ExecutorSpec:
+    """``executor:``; a top-level ``workers: N`` (configs older than executor) means executor.workers."""
+    raw = _mapping(data.get("executor"), "executor")
+    if "workers" in data:
+        if "workers" in raw:
+            raise ConfigError("workers is set twice: drop the top-level workers and keep executor.workers")
+        raw["workers"] = _positive_int(data["workers"], "workers")
+    return config_from_dict(raw, ExecutorSpec, prefix="executor.")
 
 
 def _seeds(raw: Any, default: int) -> tuple[int, ...]:

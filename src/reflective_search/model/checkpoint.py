@@ -19,10 +19,12 @@ from reflective_search.model.head import build_head, head_shape
 from reflective_search.model.reflective import ModelSettings, ReflectiveModel
 
 CONFIG_FILE = "reflective_config.json"
+ADAPTER_FILE = "adapter_config.json"  # a LoRA adapter (peft) over the named base replaces the backbone files
 HEAD_FILE = "sprm_head.safetensors"
 METASTONE_HEAD_FILE = "score_module.pt"
 FORMAT_VERSION = 1
 HEAD_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias")
+NORM_KEYS = ("feature_mean", "feature_std")  # optional: the standardisation a head was trained behind
 
 
 def save_model(model: ReflectiveModel, directory) -> None:
@@ -30,22 +32,53 @@ def save_model(model: ReflectiveModel, directory) -> None:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.backbone.save_pretrained(directory)
+    is_adapter = hasattr(model.backbone, "peft_config")
+    if is_adapter and model.base_name is None:
+        raise ModelError("a LoRA adapter can only be saved over a named base model (model.base_name is unset)")
+    if model.adapter_source is not None:
+        _copy_adapter(Path(model.adapter_source), directory)
+    else:
+        model.backbone.save_pretrained(directory)  # a peft model writes only its adapter
     model.tokenizer.save_pretrained(directory)
     head_state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+    if model.feature_norm is not None:
+        head_state |= {key: t.detach().float().contiguous().cpu() for key, t in zip(NORM_KEYS, model.feature_norm)}
     save_file(head_state, str(directory / HEAD_FILE))
     settings = asdict(model.settings)
     settings["head_width"] = head_shape(head_state)[1]
-    blob = {"format_version": FORMAT_VERSION, "hidden_size": model.hidden_size, **settings}
-    (directory / CONFIG_FILE).write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
+    settings["search_defaults"] = dict(model.settings.search_defaults)
+    blob = {"format_version": FORMAT_VERSION, "hidden_size": model.hidden_size, "base": model.base_name, **settings}
+    _write_atomic(directory / CONFIG_FILE, json.dumps(blob, indent=2) + "\n")
+
+
+def _copy_adapter(source: Path, directory: Path) -> None:
+    """The unchanged backbone is the base plus this adapter: copy the adapter's files."""
+    import shutil
+
+    if source.resolve() == directory.resolve():
+        return
+    for name in (ADAPTER_FILE, "adapter_model.safetensors"):
+        shutil.copyfile(source / name, directory / name)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a sibling file, then rename it over ``path`` (never half a file)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 def load_model(directory, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                attn_implementation: str | None = None) -> ReflectiveModel:
-    """Load from one of our directories, a MetaStone-S1 release, or a shipped model's name."""
-    directory = _resolve(directory)
+    """Load from one of our directories, a MetaStone-S1 release, a shipped model's or a base model's name."""
+    from reflective_search.model.bases import BASES
+
+    if str(directory) in BASES and not Path(directory).exists():
+        return _from_base(str(directory), dtype, device, attn_implementation)
+    source, directory = str(directory), _resolve(directory)
+    base = None
     if (directory / CONFIG_FILE).is_file():
-        settings = _read_settings(directory / CONFIG_FILE)
+        settings, base = _read_settings(directory / CONFIG_FILE)
         head_state = _read_safetensors(directory / HEAD_FILE)
     elif (directory / METASTONE_HEAD_FILE).is_file():
         # MetaStone-S1: '.\n\n' steps, hidden_states[-2], chat template, scored as its own scorer scores.
@@ -56,12 +89,46 @@ def load_model(directory, *, dtype: torch.dtype = torch.float32, device: str | t
             f"{directory} holds neither {CONFIG_FILE} nor {METASTONE_HEAD_FILE}: save it with "
             "ReflectiveModel.save_pretrained, or point at a MetaStone-S1 release"
         )
-    backbone, tokenizer = _load_backbone(directory, dtype, device, attn_implementation)
+    if (directory / ADAPTER_FILE).is_file():
+        backbone, tokenizer = _load_adapter(directory, base, dtype, device, attn_implementation)
+    else:
+        backbone, tokenizer = _load_backbone(directory, dtype, device, attn_implementation)
+    norm = tuple(head_state.pop(key) for key in NORM_KEYS) if all(k in head_state for k in NORM_KEYS) else None
     hidden, width = head_shape(head_state)
     head = build_head(hidden, width)
-    head.load_state_dict(head_state)
+    head.load_state_dict({key: head_state[key] for key in HEAD_KEYS})
     head.to(device=device, dtype=dtype)
-    return ReflectiveModel(backbone, tokenizer, head, settings)
+    model = ReflectiveModel(backbone, tokenizer, head, settings, norm)
+    model.source, model.base_name = source, base
+    model.adapter_source = directory if (directory / ADAPTER_FILE).is_file() else None
+    return model
+
+
+def _from_base(name: str, dtype, device, attn_implementation) -> ReflectiveModel:
+    """A named base model with a fresh (untrained) head: the start of ``train policy``."""
+    from reflective_search.model.bases import load_base
+
+    backbone, tokenizer = load_base(name, dtype, pick_attention(attn_implementation, device))
+    model = ReflectiveModel.from_backbone(backbone.to(device), tokenizer)
+    model.source, model.base_name = name, name
+    return model
+
+
+def _load_adapter(directory: Path, base: str | None, dtype, device, attn_implementation):
+    """The named base with the saved LoRA adapter merged in (plain weights, full speed)."""
+    from reflective_search.model.bases import BASES, load_base
+
+    if base not in BASES:
+        raise ModelError(f"{directory} holds a LoRA adapter but names no known base ({base!r}); "
+                         f"known bases: {', '.join(sorted(BASES))}")
+    from peft import PeftModel
+
+    backbone, _ = load_base(base, dtype, pick_attention(attn_implementation, device))
+    try:
+        merged = PeftModel.from_pretrained(backbone, directory).merge_and_unload()
+    except Exception as exc:  # peft raises many kinds for broken adapter files
+        raise ModelError(f"{directory}: the LoRA adapter is corrupted or incomplete ({exc}): re-save the model") from None
+    return merged.to(device).eval(), _load_tokenizer(directory)
 
 
 def _resolve(directory) -> Path:
@@ -74,10 +141,15 @@ def _resolve(directory) -> Path:
     shipped = shipped_model_path(str(directory))
     if shipped is not None:
         return shipped
-    raise ModelError(f"model directory {directory} does not exist: pass a saved model's folder or a shipped model's name")
+    from reflective_search.model.bases import base_names
+    from reflective_search.shipped import shipped_model_names
+
+    names = ", ".join(shipped_model_names() + base_names())
+    raise ModelError(f"model directory {directory} does not exist: pass a saved model's folder or a model's name ({names})")
 
 
-def _read_settings(path: Path) -> ModelSettings:
+def _read_settings(path: Path) -> tuple[ModelSettings, str | None]:
+    """The saved settings and the named base the model was trained from (None: none)."""
     try:
         blob = json.loads(path.read_text(encoding="utf-8"))
         return ModelSettings(
@@ -89,7 +161,10 @@ def _read_settings(path: Path) -> ModelSettings:
             # Saved before the rule was a setting: those heads were trained with the final step scored.
             score_final_step=bool(blob.get("score_final_step", True)),
             think_span=bool(blob.get("think_span", False)),
-        )
+            message_template=blob.get("message_template", "{problem}"),
+            search_defaults=tuple(blob.get("search_defaults", {}).items()),
+            head_trained=bool(blob.get("head_trained", True)),
+        ), blob.get("base")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path} is unreadable or incomplete ({exc}): re-save the model") from None
 
@@ -120,7 +195,7 @@ def _check_head_keys(state: dict, path: Path) -> dict[str, torch.Tensor]:
     missing = [k for k in HEAD_KEYS if k not in state]
     if missing:
         raise ModelError(f"{path} lacks head weights {missing}: expected keys {list(HEAD_KEYS)}")
-    return {k: state[k] for k in HEAD_KEYS}
+    return {k: state[k] for k in (*HEAD_KEYS, *NORM_KEYS) if k in state}
 
 
 def pick_attention(requested: str | None, device) -> str:

@@ -29,8 +29,13 @@ class ModelSettings:
     delimiters: tuple[str, ...] = DEFAULT_DELIMITERS  # strings that end a reasoning step
     feature_layer: int = -1  # decoder layer whose *input* the head reads; -1: the last (hidden_states[-2])
     head_width: int | None = None  # hidden units of the head; None: 2 x backbone hidden size
-    prompt_template: str = PLAIN_TEMPLATE  # used when the tokenizer has no chat template
+    prompt_template: str = PLAIN_TEMPLATE  # the whole prompt when the tokenizer has no chat template
     use_chat_template: bool = True  # format prompts with the tokenizer's chat template if it has one
+    message_template: str = "{problem}"  # the user message inside the chat template (the task's prompt)
+    # Dotted SearchConfig overrides for the task the model was trained on (e.g. Countdown's step
+    # limits); a search's own config overrides them in turn.
+    search_defaults: tuple[tuple[str, object], ...] = ()
+    head_trained: bool = True  # False for a fresh head: its scores mean nothing, and searches say so
     # The scoring rule (model.steps): training and inference read the same positions.
     score_final_step: bool = True  # score a trailing step with no delimiter (MetaStone-S1 releases: off)
     think_span: bool = False  # score only inside one <think>...</think> span (MetaStone-S1 releases: on)
@@ -61,12 +66,20 @@ def _feature_tap(layer: nn.Module) -> threading.local:
 class ReflectiveModel(nn.Module):
     """The policy and its SPRM head, sharing one backbone."""
 
-    def __init__(self, backbone: nn.Module, tokenizer, head: nn.Module, settings: ModelSettings) -> None:
+    def __init__(self, backbone: nn.Module, tokenizer, head: nn.Module, settings: ModelSettings,
+                 feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        # Optional standardisation the head was trained behind: (mean [H], std [H]) of the features.
+        self.feature_norm = feature_norm
         self.tokenizer = tokenizer
         self.settings = settings
+        self.source = str(getattr(backbone.config, "_name_or_path", "") or type(backbone).__name__)  # for messages
+        self.base_name: str | None = None  # the named base model the backbone came from (see model.bases)
+        # A folder holding the LoRA adapter that, merged into the base, gives exactly this
+        # backbone: saving copies it instead of the full weights (None: save them in full).
+        self.adapter_source = None
         self.boundary = StepBoundary(tokenizer, settings.delimiters, score_final_step=settings.score_final_step,
                                      think_span=settings.think_span)
         self._check_head_width()
@@ -77,16 +90,23 @@ class ReflectiveModel(nn.Module):
 
     @classmethod
     def from_backbone(cls, backbone: nn.Module, tokenizer, settings: ModelSettings | None = None,
-                      seed: int = 0) -> "ReflectiveModel":
-        """Attach a freshly initialised SPRM head (seeded) to any HF causal LM."""
+                      seed: int = 0, head: nn.Module | dict | None = None,
+                      feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> "ReflectiveModel":
+        """Attach an SPRM head to any HF causal LM: a trained one (a module or a state dict
+        with MetaStone-S1's keys, optionally behind a feature standardisation), or, when
+        ``head`` is None, a freshly initialised one (seeded, and marked untrained)."""
         settings = settings or ModelSettings()
-        width = settings.head_width or 2 * backbone.config.hidden_size
-        settings = dataclasses.replace(settings, head_width=width)  # saved configs state it
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            head = build_head(backbone.config.hidden_size, width)
+        if head is None:
+            width = settings.head_width or 2 * backbone.config.hidden_size
+            settings = dataclasses.replace(settings, head_width=width, head_trained=False)  # saved configs state it
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                head = build_head(backbone.config.hidden_size, width)
+        elif isinstance(head, dict):
+            head = _head_from_state(head)
+        settings = dataclasses.replace(settings, head_width=head_shape(head.state_dict())[1])
         head.to(device=backbone.device, dtype=next(backbone.parameters()).dtype)
-        return cls(backbone, tokenizer, head, settings)
+        return cls(backbone, tokenizer, head, settings, feature_norm)
 
     @classmethod
     def from_pretrained(cls, directory, **load_options) -> "ReflectiveModel":
@@ -94,6 +114,13 @@ class ReflectiveModel(nn.Module):
         from reflective_search.model.checkpoint import load_model
 
         return load_model(directory, **load_options)
+
+    def with_head(self, head: nn.Module, settings: ModelSettings,
+                  feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> "ReflectiveModel":
+        """A new wrapper around the same backbone with another head (and settings)."""
+        model = ReflectiveModel(self.backbone, self.tokenizer, head, settings, feature_norm)
+        model.source, model.base_name, model.adapter_source = self.source, self.base_name, self.adapter_source
+        return model
 
     def save_pretrained(self, directory) -> None:
         """Backbone and tokenizer in HF layout; head in safetensors beside a JSON config."""
@@ -145,16 +172,19 @@ class ReflectiveModel(nn.Module):
     def format_prompt(self, problem: str) -> str:
         """The exact text the search feeds the model for ``problem``."""
         check_problem(problem)
-        if self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": "user", "content": problem}]
+        if self.uses_chat_template:
+            messages = [{"role": "user", "content": self.settings.message_template.format(problem=problem)}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.settings.prompt_template.format(problem=problem)
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return bool(self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None))
 
     def encode_prompt(self, problem: str) -> list[int]:
         """Token ids of ``format_prompt(problem)``, checked against the context length."""
         text = self.format_prompt(problem)
-        uses_template = self.settings.use_chat_template and getattr(self.tokenizer, "chat_template", None)
-        ids = self.tokenizer(text, add_special_tokens=not uses_template)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=not self.uses_chat_template)["input_ids"]
         if len(ids) + 1 > self.max_context:
             raise ProblemError(
                 f"the problem is {len(ids)} tokens once formatted, but the model's context is "
@@ -194,9 +224,17 @@ class ReflectiveModel(nn.Module):
             self._sinks.current = None
 
 
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The head's logits [...] for features [..., H], standardised first if the head was trained so."""
+        features = features.to(self.head[0].weight.dtype)
+        if self.feature_norm is not None:
+            mean, std = self.feature_norm
+            features = (features - mean.to(features)) / std.to(features)
+        return self.head(features).squeeze(-1)
+
     def score_features(self, features: torch.Tensor) -> torch.Tensor:
         """Step scores in [0, 1] (sigmoid of the head's logit) for features [..., H]."""
-        logits = self.head(features.to(self.head[0].weight.dtype)).squeeze(-1).float()
+        logits = self.head_logits(features).float()
         if torch.isnan(logits).any():
             raise ModelError("the SPRM head produced NaN scores: its weights or the backbone's activations are broken")
         return torch.sigmoid(logits)
@@ -221,6 +259,17 @@ class ReflectiveModel(nn.Module):
         inference both read features here, so they cannot drift apart.
         """
         return [prompt_length + j - 1 for j in self.boundary.response_step_tokens(response_ids)]
+
+
+def _head_from_state(state: dict) -> nn.Module:
+    """A head module holding a state dict with MetaStone-S1's keys."""
+    missing = [key for key in ("0.weight", "0.bias", "3.weight", "3.bias") if key not in state]
+    if missing:
+        raise ModelError(f"the head's state dict lacks {missing}: expected MetaStone-S1's keys 0.*, 3.*")
+    hidden, width = head_shape(state)
+    head = build_head(hidden, width)
+    head.load_state_dict({key: state[key] for key in ("0.weight", "0.bias", "3.weight", "3.bias")})
+    return head
 
 
 def check_problem(problem: object) -> None:

@@ -27,6 +27,7 @@ class Meter:
     generated_tokens: int = 0  # tokens sampled (every child, merged duplicates included)
     forwarded_tokens: int = 0  # tokens run through the model for this search
     expansions: int = 0  # expansion requests issued
+    unspent_tokens: int = 0  # token budget left when the search had nothing left to expand (MCTS)
 
     def charge(self, expansions: Sequence[Expansion]) -> None:
         self.expansions += len(expansions)

@@ -4,6 +4,13 @@ Each iteration: select a batch of leaves by PUCT with virtual loss, expand them 
 model call (k sampled steps each, identical siblings merged), value every new child by
 its SPRM step score, and back that value up. Priors come from the policy's own step
 likelihood. The loop stops when the budget (generated tokens and/or expansions) is spent.
+
+A peaked policy can exhaust a tree early: merged duplicates and finished paths leave no
+open leaf while budget remains. Before a round would do that, the leaves it expands are
+asked for more children (``mcts.widen`` extra rounds, fresh seeds) until one child is open
+or the budget is spent, so comparisons at equal compute are not silently handicapped;
+overshoot is at most one round. Budget left when even that finds nothing new is reported
+(``Meter.unspent_tokens``).
 """
 
 from __future__ import annotations
@@ -13,9 +20,8 @@ from typing import Sequence
 from reflective_search.config import SearchConfig
 from reflective_search.interface import ExpandCall, Expansion, derive_seed
 from reflective_search.search.common import (
-    Meter, SearchGenerator, after_round, best_by_score, complete, grow, merge_identical, node_values, outcome,
-    request,
-    trajectory_score,
+    Meter, SearchGenerator, after_round, best_by_score, complete, grow, is_terminal, merge_identical, node_values,
+    outcome, request, trajectory_score,
 )
 from reflective_search.search.vote import vote
 from reflective_search.tree import ROOT, Tree
@@ -30,7 +36,7 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
     """Run MCTS on one problem; see the module docstring. Score: the aggregated path score."""
     tree, meter = Tree(prompt_ids, prompt_text), Meter()
     idle, finished = 0, []
-    while not budget_spent(meter, config) and idle < MAX_IDLE_ROUNDS:
+    while not budget_spent(meter, config) and idle < MAX_IDLE_ROUNDS and has_open_leaf(tree):
         leaves = simulate(tree, config)
         open_leaves = [leaf for leaf in leaves if not tree.terminal[leaf]]
         revisit_terminals(tree, [leaf for leaf in leaves if tree.terminal[leaf]], config)
@@ -41,6 +47,8 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
             expansions = yield from sample_children(tree, open_leaves, config, seed, meter, released)
             finished = expand_and_backup(tree, open_leaves, expansions, config)
             after_round(tree, config)
+    if config.budget.tokens is not None and not budget_spent(meter, config):
+        meter.unspent_tokens = config.budget.tokens - meter.generated_tokens
     if not tree.terminal_leaves():
         yield from complete(tree, [most_visited_leaf(tree)], config, seed, meter)
     chosen, score = choose_answer(tree, config)
@@ -71,7 +79,40 @@ def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, see
         for leaf, expansion in zip(asking, expansions):
             drawn[leaf].extend(expansion.children)
             forwarded[leaf] += expansion.forwarded_tokens
+    yield from widen(tree, leaves, drawn, forwarded, config, seed, meter)
     return [Expansion(tuple(drawn[leaf]), forwarded[leaf]) for leaf in leaves]
+
+
+def widen(tree: Tree, leaves: Sequence[int], drawn: dict, forwarded: dict, config: SearchConfig, seed: int,
+          meter: Meter):
+    """Ask ``leaves`` for ``children`` more samples each while this round would leave the tree
+    without an open leaf and budget remains (at most ``mcts.widen`` rounds). Mutates ``drawn``
+    and ``forwarded``."""
+    for attempt in range(config.mcts.widen):
+        if budget_spent(meter, config) or would_stay_open(tree, leaves, drawn, config):
+            return
+        requests = tuple(request(tree, leaf, config.mcts.children, derive_seed(seed, "widen", attempt))
+                         for leaf in leaves)
+        expansions = yield ExpandCall(requests, config.sampling)
+        meter.charge(expansions)
+        for leaf, expansion in zip(leaves, expansions):
+            drawn[leaf].extend(expansion.children)
+            forwarded[leaf] += expansion.forwarded_tokens
+
+
+def would_stay_open(tree: Tree, leaves: Sequence[int], drawn: dict, config: SearchConfig) -> bool:
+    """Whether, after adding ``drawn`` under ``leaves``, some leaf of the tree could still be expanded."""
+    expanding = set(leaves)
+    if any(not tree.terminal[n] for n in tree.leaves() if n not in expanding):
+        return True
+    depth = {leaf: int(tree.depth[leaf]) + 1 for leaf in leaves}
+    return any(not is_terminal(step, depth[leaf], config.sampling.max_steps)
+               for leaf in leaves for step in merge_identical(drawn[leaf]))
+
+
+def has_open_leaf(tree: Tree) -> bool:
+    """A leaf that is not terminal remains (the root counts until it is expanded)."""
+    return any(not tree.terminal[n] for n in tree.leaves())
 
 
 def budget_spent(meter: Meter, config: SearchConfig) -> bool:

@@ -1,4 +1,4 @@
-"""The Countdown evaluation: calibration, head quality, and search methods through the engine.
+"""The evaluation of any model on any task: calibration, head quality, and search methods.
 
 * ``calibrate``: the policy alone (greedy accuracy, per-sample accuracy and pass@N at
   several temperatures, the fraction of truly good steps) on the *validation* split.
@@ -20,24 +20,24 @@ from typing import Any, Sequence
 import torch
 
 from reflective_search.model.reflective import ReflectiveModel
-from reflective_search.tasks.countdown import SEARCH_LIMITS, CountdownProblem, check_answer, extract_expression
-from reflective_search.tasks.countdown_labels import label_steps
 from reflective_search.train import metrics
 from reflective_search.train.metrics import Scored
 from reflective_search.train.sprm import Trajectory, frozen_features, sample_trajectories
+from reflective_search.train.tasks import Task, TrainingProblem, get_task
 
 
-def normalised_expression(response: str) -> str | None:
-    expression = extract_expression(response)
-    return None if expression is None else "".join(expression.split())
+def _labels(task: Task, problem: TrainingProblem, response: str) -> tuple[bool, ...]:
+    """The task's true step labels, or none (tasks without a step checker)."""
+    return tuple(task.step_labels(problem, response)) if task.step_labels is not None else ()
 
 
 # -- records from offline samples and from search trees ---------------------------------------
 
 
 def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory],
-                       problem_index: dict[CountdownProblem, int]) -> list[Scored]:
+                       problem_index: dict[TrainingProblem, int], task: Task | None = None) -> list[Scored]:
     """Head scores for offline trajectories (one batched forward), as ``Scored`` records."""
+    task = task or get_task("countdown")
     features, _, owners, _ = frozen_features(model, trajectories)
     with torch.no_grad():
         scores = model.score_features(features).tolist()
@@ -45,8 +45,8 @@ def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory
     for owner, score in zip(owners.tolist(), scores):
         per_trajectory[owner].append(score)
     return [
-        Scored(problem_index[t.problem], tuple(s), tuple(label_steps(t.problem, t.response)), math.nan,
-               normalised_expression(t.response), t.correct)
+        Scored(problem_index[t.problem], tuple(s), _labels(task, t.problem, t.response), math.nan,
+               task.answer_key(t.response), t.correct)
         for t, s in zip(trajectories, per_trajectory)
     ]
 
@@ -76,7 +76,7 @@ def with_logprobs(records: Sequence[Scored], logprobs: Sequence[float]) -> list[
     return [dataclasses.replace(r, mean_logprob=lp) for r, lp in zip(records, logprobs)]
 
 
-def tree_records(problem: CountdownProblem, index: int, tree) -> list[Scored]:
+def tree_records(problem: TrainingProblem, index: int, tree, task: Task) -> list[Scored]:
     """One record per finished trajectory of a search tree."""
     out = []
     for leaf in [n for n in tree.leaves() if n != 0]:
@@ -84,24 +84,25 @@ def tree_records(problem: CountdownProblem, index: int, tree) -> list[Scored]:
         text = tree.response_text(leaf)
         tokens = sum(int(tree.token_len[n]) for n in path)
         logprob = sum(float(tree.logprob[n]) for n in path) / max(tokens, 1)
-        out.append(Scored(index, tuple(tree.step_scores(leaf)), tuple(label_steps(problem, text)), logprob,
-                          normalised_expression(text), check_answer(problem, text)))
+        out.append(Scored(index, tuple(tree.step_scores(leaf)), _labels(task, problem, text), logprob,
+                          task.answer_key(text), task.correct(problem, text)))
     return out
 
 
 # -- calibration ------------------------------------------------------------------------------------
 
 
-def calibrate(model: ReflectiveModel, problems: Sequence[CountdownProblem], temperatures: Sequence[float],
-              samples: int = 8, seed: int = 0) -> dict[str, Any]:
+def calibrate(model: ReflectiveModel, problems: Sequence[TrainingProblem], temperatures: Sequence[float],
+              samples: int = 8, seed: int = 0, task: Task | None = None) -> dict[str, Any]:
     """The policy's accuracy profile on ``problems`` (use the validation split)."""
+    task = task or get_task("countdown")
     index = {p: i for i, p in enumerate(problems)}
-    greedy = sample_trajectories(model, problems, 1, 0.0, seed=seed)
+    greedy = sample_trajectories(model, problems, 1, 0.0, seed=seed, task=task)
     row: dict[str, Any] = {"greedy": sum(t.correct for t in greedy) / len(greedy)}
     for temperature in temperatures:
-        sampled = sample_trajectories(model, problems, samples, temperature, seed=seed)
-        records = [Scored(index[t.problem], (), tuple(label_steps(t.problem, t.response)), math.nan,
-                          normalised_expression(t.response), t.correct) for t in sampled]
+        sampled = sample_trajectories(model, problems, samples, temperature, seed=seed, task=task)
+        records = [Scored(index[t.problem], (), _labels(task, t.problem, t.response), math.nan,
+                          task.answer_key(t.response), t.correct) for t in sampled]
         row[f"T={temperature}"] = {
             "per_sample": metrics.sample_accuracy(records),
             f"pass@{samples}": metrics.pass_at_n(records),
@@ -114,14 +115,14 @@ def calibrate(model: ReflectiveModel, problems: Sequence[CountdownProblem], temp
 # -- search through the engine ------------------------------------------------------------------
 
 
-def run_search(model: ReflectiveModel, problems: Sequence[CountdownProblem], overrides: dict[str, Any],
-               chunk: int = 32, log=sys.stderr):
+def run_search(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
+               task: Task, chunk: int = 32, log=sys.stderr):
     """Solutions for every problem, in chunks that share model calls."""
     from reflective_search.facade import ReflectiveSearch
 
     from reflective_search.config import SearchConfig
 
-    search = ReflectiveSearch(model, SearchConfig().replace(**{**SEARCH_LIMITS, **overrides}))
+    search = ReflectiveSearch(model, SearchConfig().replace(**{**dict(task.search_defaults), **overrides}))
     solutions, start = [], time.perf_counter()
     for first in range(0, len(problems), chunk):
         solutions += search.solve_batch([p.text for p in problems[first: first + chunk]])
@@ -140,20 +141,20 @@ class MethodResult:
         return {"accuracy": self.accuracy, "tokens": self.tokens, "seconds": self.seconds}
 
 
-def method_result(problems: Sequence[CountdownProblem], solutions) -> MethodResult:
-    correct = [check_answer(p, s.text) for p, s in zip(problems, solutions)]
+def method_result(problems: Sequence[TrainingProblem], solutions, task: Task) -> MethodResult:
+    correct = [task.correct(p, s.text) for p, s in zip(problems, solutions)]
     n = len(problems)
     return MethodResult(sum(correct) / n, sum(s.stats.generated_tokens for s in solutions) / n,
                         sum(s.stats.seconds for s in solutions) / n)
 
 
-def best_of_n_report(model: ReflectiveModel, problems: Sequence[CountdownProblem], n: int, temperature: float,
-                     chunk: int = 32) -> dict[str, Any]:
+def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], n: int, temperature: float,
+                     task: Task, chunk: int = 32) -> dict[str, Any]:
     """Best-of-N by SPRM (the engine's pick), by mean log-probability and self-consistency, from one run."""
     overrides = {"method": "best_of_n", "best_of_n.n": n, "sampling.temperature": temperature}
-    solutions = run_search(model, problems, overrides, chunk)
-    records = [r for i, (p, s) in enumerate(zip(problems, solutions)) for r in tree_records(p, i, s.tree)]
-    engine = method_result(problems, solutions)
+    solutions = run_search(model, problems, overrides, task, chunk)
+    records = [r for i, (p, s) in enumerate(zip(problems, solutions)) for r in tree_records(p, i, s.tree, task)]
+    engine = method_result(problems, solutions, task)
     report = {
         f"best_of_{n}_sprm": engine.as_dict(),
         f"best_of_{n}_logprob": {**engine.as_dict(), "accuracy": metrics.best_of_n_accuracy(records, metrics.logprob_score)},
@@ -162,17 +163,19 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[CountdownProblem
         "per_sample": metrics.sample_accuracy(records),
         "trajectory_auc_sprm": metrics.trajectory_auc(records, metrics.sprm_score),
         "trajectory_auc_logprob": metrics.trajectory_auc(records, metrics.logprob_score),
+        **metrics.auc_intervals(records),
         "step_auc_by_position": metrics.step_auc_by_position(records),
         "positive_steps": metrics.positive_step_fraction(records),
     }
     return report
 
 
-def mcts_result(model: ReflectiveModel, problems: Sequence[CountdownProblem], overrides: dict[str, Any],
-                chunk: int = 16) -> MethodResult:
-    solutions = run_search(model, problems, {"method": "mcts", **overrides}, chunk)
-    return method_result(problems, solutions)
+def mcts_result(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
+                task: Task, chunk: int = 16) -> MethodResult:
+    solutions = run_search(model, problems, {"method": "mcts", **overrides}, task, chunk)
+    return method_result(problems, solutions, task)
 
 
-def greedy_result(model: ReflectiveModel, problems: Sequence[CountdownProblem], chunk: int = 64) -> MethodResult:
-    return method_result(problems, run_search(model, problems, {"method": "greedy"}, chunk))
+def greedy_result(model: ReflectiveModel, problems: Sequence[TrainingProblem], task: Task,
+                  chunk: int = 64) -> MethodResult:
+    return method_result(problems, run_search(model, problems, {"method": "greedy"}, task, chunk), task)

@@ -117,6 +117,35 @@ def positive_step_fraction(records: Sequence[Scored]) -> float:
     return sum(labels) / max(len(labels), 1)
 
 
+def bootstrap_interval(records: Sequence[Scored], statistic: Callable[[Sequence[Scored]], float],
+                       rounds: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of ``statistic`` over problems (resampled with replacement)."""
+    groups = by_problem(records)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        drawn = [record for index in rng.integers(0, len(groups), len(groups)) for record in groups[index]]
+        value = statistic(drawn)
+        if not math.isnan(value):
+            values.append(value)
+    if not values:
+        return math.nan, math.nan
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def auc_intervals(records: Sequence[Scored], rounds: int = 1000) -> dict[str, tuple[float, float]]:
+    """95% bootstrap intervals (over problems) of the head's and log-prob's trajectory AUC and
+    of their difference (paired: both read the same resampled problems)."""
+    head = lambda rs: trajectory_auc(rs, sprm_score)  # noqa: E731
+    logprob = lambda rs: trajectory_auc(rs, logprob_score)  # noqa: E731
+    return {
+        "trajectory_auc_ci": bootstrap_interval(records, head, rounds),
+        "trajectory_auc_logprob_ci": bootstrap_interval(records, logprob, rounds),
+        "auc_gain_over_logprob_ci": bootstrap_interval(records, lambda rs: head(rs) - logprob(rs), rounds),
+    }
+
+
 def head_summary(records: Sequence[Scored]) -> dict[str, object]:
     """The head's numbers on one set of trajectories (N samples per problem)."""
     by_position = step_auc_by_position(records)

@@ -18,22 +18,26 @@ import dataclasses
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from reflective_search.errors import ProblemError
 from reflective_search.model.head import build_head
 from reflective_search.model.reflective import ReflectiveModel
-from reflective_search.tasks.countdown import SEARCH_LIMITS, CountdownProblem, check_answer
-from reflective_search.tasks.countdown_labels import label_steps
 from reflective_search.train.losses import LOSSES
 from reflective_search.train.policy import pad_batch
+from reflective_search.train.tasks import Task, TrainingProblem, get_task
+
+if TYPE_CHECKING:
+    from reflective_search.config import SearchConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Trajectory:
-    problem: CountdownProblem  # the problem it answers
+    problem: TrainingProblem  # the problem it answers
     prompt_ids: tuple[int, ...]  # model.encode_prompt(problem.text)
     response_ids: tuple[int, ...]  # sampled tokens, end-of-sequence and padding removed
     response: str  # decoded response text
@@ -52,6 +56,7 @@ class HeadConfig:
     feature_layer: int = -1  # decoder layer whose input the head reads (-1: the last, as MetaStone-S1)
     policy_weight: float = 1.0  # joint training: weight of the policy loss on correct trajectories
     labels: str = "outcome"  # outcome (final correctness; the SPRM's only signal) | steps (diagnostic)
+    standardise: bool = False  # frozen heads: standardise each feature (train mean and std, saved with the head)
     seed: int = 0  # head init and batch order
 
 
@@ -59,14 +64,15 @@ class HeadConfig:
 
 
 @torch.no_grad()
-def sample_trajectories(model: ReflectiveModel, problems: Sequence[CountdownProblem], samples: int,
+def sample_trajectories(model: ReflectiveModel, problems: Sequence[TrainingProblem], samples: int,
                         temperature: float, top_p: float = 0.95, max_new_tokens: int = 160,
-                        batch_size: int = 256, seed: int = 0) -> list[Trajectory]:
+                        batch_size: int = 256, seed: int = 0, task: Task | None = None) -> list[Trajectory]:
     """``samples`` trajectories per problem (temperature 0: one greedy one), labelled by correctness.
 
     Prompts of equal length are batched together, so no padding shifts positions.
     """
     torch.manual_seed(seed)
+    task = task or get_task("countdown")
     prompts = [tuple(model.encode_prompt(p.text)) for p in problems]
     copies = 1 if temperature == 0 else samples
     jobs = sorted(((prompts[i], problems[i]) for i in range(len(problems)) for _ in range(copies)),
@@ -76,11 +82,11 @@ def sample_trajectories(model: ReflectiveModel, problems: Sequence[CountdownProb
         chunk = jobs[start: start + batch_size]
         for length in sorted({len(ids) for ids, _ in chunk}):
             same = [job for job in chunk if len(job[0]) == length]
-            out.extend(_sample_same_length(model, same, temperature, top_p, max_new_tokens))
+            out.extend(_sample_same_length(model, same, temperature, top_p, max_new_tokens, task))
     return out
 
 
-def _sample_same_length(model, jobs, temperature, top_p, max_new_tokens) -> list[Trajectory]:
+def _sample_same_length(model, jobs, temperature, top_p, max_new_tokens, task: Task) -> list[Trajectory]:
     ids = torch.tensor([list(prompt) for prompt, _ in jobs])
     options = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else \
         dict(do_sample=False)
@@ -93,7 +99,7 @@ def _sample_same_length(model, jobs, temperature, top_p, max_new_tokens) -> list
     for (prompt, problem), row in zip(jobs, generated.tolist()):
         response_ids = tuple(_until(row, stop))
         response = model.decode(response_ids)
-        out.append(Trajectory(problem, prompt, response_ids, response, check_answer(problem, response)))
+        out.append(Trajectory(problem, prompt, response_ids, response, task.correct(problem, response)))
     return out
 
 
@@ -105,40 +111,66 @@ def _until(ids: list[int], stop: set[int]) -> list[int]:
 
 
 @torch.no_grad()
-def sample_with_search(model: ReflectiveModel, problems: Sequence[CountdownProblem], samples: int,
+def sample_with_search(model: ReflectiveModel, problems: Sequence[TrainingProblem], samples: int,
                        temperature: float, top_p: float = 0.95, seed: int = 0, chunk: int = 64,
-                       progress: bool = True) -> list[Trajectory]:
+                       progress: bool = True, task: Task | None = None) -> list[Trajectory]:
     """Like ``sample_trajectories``, but through the search engine (Best-of-N trees, shared KV).
 
-    The samples come from exactly the distribution search draws from (``SEARCH_LIMITS``).
+    The samples come from exactly the distribution search draws from (the task's search
+    defaults, e.g. Countdown's step limits).
     The engine seeds each problem from its prompt, so the k-th copy of a repeated problem
     is drawn with seed ``seed + k``: copies add new samples instead of repeating them.
+    The work is cut into ``SampleUnit``s, so an executor can run the same units elsewhere
+    (train/executor_sampling.py) and get the very same trajectories.
     """
     from tqdm import tqdm
 
-    from reflective_search.config import SearchConfig
-    from reflective_search.facade import ReflectiveSearch
-
-    method = {"method": "greedy"} if temperature == 0 else {"method": "best_of_n", "best_of_n.n": samples}
-    base = SearchConfig().replace(**SEARCH_LIMITS, **method, **{"sampling.temperature": temperature,
-                                                               "sampling.top_p": top_p})
     out: list[Trajectory] = []
-    rounds = _copies_by_round(problems)
     with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
-        for copy, group in enumerate(rounds):
-            search = ReflectiveSearch(model, base.replace(seed=seed + copy))
-            for first in range(0, len(group), chunk):
-                part = group[first: first + chunk]
-                for problem, solution in zip(part, search.solve_batch([p.text for p in part])):
-                    out += _tree_trajectories(model, problem, solution.tree)
-                bar.update(len(part))
+        for unit in sample_units(problems, samples, temperature, top_p, seed, chunk, task):
+            out += sample_unit(model, unit)
+            bar.update(len(unit.problems))
     return out
 
 
-def _copies_by_round(problems: Sequence[CountdownProblem]) -> list[list[CountdownProblem]]:
+@dataclass(frozen=True, slots=True)
+class SampleUnit:
+    config: "SearchConfig"  # the search drawing the samples, its seed set for this unit's round of copies
+    problems: tuple[TrainingProblem, ...]  # solved together in one solve_batch call
+    task: str = "countdown"  # the name of the task whose checker labels the trajectories
+
+
+def sample_units(problems: Sequence[TrainingProblem], samples: int, temperature: float, top_p: float = 0.95,
+                 seed: int = 0, chunk: int = 64, task: Task | None = None) -> list[SampleUnit]:
+    """The solve_batch calls ``sample_with_search`` makes, in order."""
+    from reflective_search.config import SearchConfig
+
+    task = task or get_task("countdown")
+    method = {"method": "greedy"} if temperature == 0 else {"method": "best_of_n", "best_of_n.n": samples}
+    base = SearchConfig().replace(**dict(task.search_defaults), **method,
+                                  **{"sampling.temperature": temperature, "sampling.top_p": top_p})
+    return [SampleUnit(base.replace(seed=seed + copy), tuple(group[first: first + chunk]), task.name)
+            for copy, group in enumerate(_copies_by_round(problems)) for first in range(0, len(group), chunk)]
+
+
+@torch.no_grad()
+def sample_unit(model: ReflectiveModel, unit: SampleUnit) -> list[Trajectory]:
+    """Every leaf of every problem's search tree, as a labelled trajectory."""
+    from reflective_search.facade import ReflectiveSearch
+
+    task = get_task(unit.task)
+    with warnings.catch_warnings():  # the head's scores pick nothing here: an untrained one is fine
+        warnings.filterwarnings("ignore", message=".*SPRM head was never trained")
+        search = ReflectiveSearch(model, unit.config)
+    solutions = search.solve_batch([p.text for p in unit.problems])
+    return [t for problem, solution in zip(unit.problems, solutions)
+            for t in _tree_trajectories(model, problem, solution.tree, task)]
+
+
+def _copies_by_round(problems: Sequence[TrainingProblem]) -> list[list[TrainingProblem]]:
     """Round k holds the k-th occurrence of every problem drawn at least k + 1 times."""
-    seen: dict[CountdownProblem, int] = {}
-    rounds: list[list[CountdownProblem]] = []
+    seen: dict[TrainingProblem, int] = {}
+    rounds: list[list[TrainingProblem]] = []
     for problem in problems:
         copy = seen.get(problem, 0)
         seen[problem] = copy + 1
@@ -148,14 +180,14 @@ def _copies_by_round(problems: Sequence[CountdownProblem]) -> list[list[Countdow
     return rounds
 
 
-def _tree_trajectories(model: ReflectiveModel, problem: CountdownProblem, tree) -> list[Trajectory]:
+def _tree_trajectories(model: ReflectiveModel, problem: TrainingProblem, tree, task: Task) -> list[Trajectory]:
     stop = set(model.eos_token_ids)  # the engine ends a path only at EOS (its last token)
     out = []
     for leaf in [node for node in tree.leaves() if node != 0]:
         prompt, *steps = tree.token_path(leaf)
         response = tree.response_text(leaf)
         ids = _until([t for step in steps for t in step], stop)
-        out.append(Trajectory(problem, tuple(prompt), tuple(ids), response, check_answer(problem, response)))
+        out.append(Trajectory(problem, tuple(prompt), tuple(ids), response, task.correct(problem, response)))
     return out
 
 
@@ -178,7 +210,8 @@ class StepBatch:
     policy_labels: torch.Tensor  # [B, T] response tokens of correct trajectories, -100 elsewhere (joint loss)
 
 
-def make_step_batch(model: ReflectiveModel, trajectories: Sequence[Trajectory], labels: str = "outcome") -> StepBatch:
+def make_step_batch(model: ReflectiveModel, trajectories: Sequence[Trajectory], labels: str = "outcome",
+                    task: Task | None = None) -> StepBatch:
     """Pad trajectories into one batch and list every step's (row, position, label).
 
     ``labels="outcome"``: every step inherits its trajectory's correctness. ``"steps"``:
@@ -193,18 +226,21 @@ def make_step_batch(model: ReflectiveModel, trajectories: Sequence[Trajectory], 
         found = step_positions(model, trajectory)
         rows += [row] * len(found)
         positions += found
-        targets += _step_targets(trajectory, len(found), labels)
+        targets += _step_targets(trajectory, len(found), labels, task)
         index += list(range(len(found)))
     return StepBatch(padded["input_ids"], padded["attention_mask"], torch.tensor(rows, dtype=torch.long),
                      torch.tensor(positions, dtype=torch.long), torch.tensor(targets),
                      torch.tensor(index, dtype=torch.long), padded["labels"])
 
 
-def _step_targets(trajectory: Trajectory, steps: int, labels: str) -> list[float]:
+def _step_targets(trajectory: Trajectory, steps: int, labels: str, task: Task | None) -> list[float]:
     if labels == "outcome":
         return [float(trajectory.correct)] * steps
     if labels == "steps":
-        checked = label_steps(trajectory.problem, trajectory.response)
+        task = task or get_task("countdown")
+        if task.step_labels is None:
+            raise ProblemError(f"--labels steps needs a task with a step checker; task {task.name} has none")
+        checked = task.step_labels(trajectory.problem, trajectory.response)
         return [float(good) for good in (checked + [False] * steps)[:steps]]
     raise ValueError(f"labels={labels!r}: use 'outcome' or 'steps'")
 
@@ -218,11 +254,12 @@ def batch_features(model: ReflectiveModel, batch: StepBatch) -> torch.Tensor:
 
 @torch.no_grad()
 def frozen_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 256,
-                    labels: str = "outcome") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                    labels: str = "outcome", task: Task | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features [S, H], labels [S], trajectory index [S] and step index [S] of every step."""
     feats, targets, owners, index = [], [], [], []
     for start in range(0, len(trajectories), batch_size):
-        batch = make_step_batch(model, trajectories[start: start + batch_size], labels)
+        batch = make_step_batch(model, trajectories[start: start + batch_size], labels, task)
         feats.append(batch_features(model, batch))
         targets.append(batch.labels)
         owners.append(batch.rows + start)
@@ -239,17 +276,20 @@ def scale_gradient(features: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], config: HeadConfig,
-               log=sys.stderr) -> ReflectiveModel:
+               log=sys.stderr, task: Task | None = None) -> ReflectiveModel:
     """Train a fresh head on labelled trajectories; returns the model wearing it (backbone shared)."""
     torch.manual_seed(config.seed)
     head = build_head(model.hidden_size, model.settings.head_width)
     # The feature hook is fixed when a model is built, so another layer means another wrapper.
-    settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer)
-    model = ReflectiveModel(model.backbone, model.tokenizer, head, settings)
+    settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer, head_trained=True)
+    model = model.with_head(head, settings)
     if config.backbone_scale > 0:
-        _train_joint(model, trajectories, config, log)
+        if config.standardise:
+            raise ValueError("standardise applies to frozen heads (backbone_scale 0): the features move in joint training")
+        _train_joint(model, trajectories, config, log, task)
+        model.adapter_source = None  # the backbone changed: it is saved in full
     else:
-        _train_frozen(model, trajectories, config, log)
+        _train_frozen(model, trajectories, config, log, task)
     return model.eval()
 
 
@@ -257,9 +297,11 @@ def _head_optimizer(model: ReflectiveModel, config: HeadConfig) -> torch.optim.O
     return torch.optim.AdamW(model.head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log) -> None:
+def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log, task: Task | None) -> None:
     """Features computed once; the head trains on them alone (trajectory-level batches)."""
-    features, labels, owners, _ = frozen_features(model, trajectories, labels=config.labels)
+    features, labels, owners, _ = frozen_features(model, trajectories, labels=config.labels, task=task)
+    if config.standardise:
+        model.feature_norm = (features.mean(dim=0), features.std(dim=0).clamp_min(1e-6))
     loss_fn, optimizer = LOSSES[config.loss], _head_optimizer(model, config)
     order, rng, start = list(range(len(trajectories))), random.Random(config.seed), time.perf_counter()
     model.head.train()
@@ -270,7 +312,7 @@ def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log)
             chosen = torch.zeros(len(trajectories), dtype=torch.bool)
             chosen[order[first: first + config.batch_size]] = True
             steps = chosen[owners]
-            loss = loss_fn(model.head(features[steps]).squeeze(-1), labels[steps])
+            loss = loss_fn(model.head_logits(features[steps]), labels[steps])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -278,7 +320,7 @@ def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log)
         _log_epoch(log, epoch, total, features, labels, model, start)
 
 
-def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log) -> None:
+def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log, task: Task | None) -> None:
     """Head and backbone together, as in MetaStone-S1 (where GRPO trains the policy alongside).
 
     The backbone's loss is the policy's own next-token loss on the *correct* trajectories
@@ -300,7 +342,7 @@ def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log) 
         total = 0.0
         for first in range(0, len(order), config.batch_size):
             chosen = [trajectories[i] for i in order[first: first + config.batch_size]]
-            loss = _joint_loss(model, chosen, loss_fn, config)
+            loss = _joint_loss(model, chosen, loss_fn, config, task)
             optimizer.zero_grad(set_to_none=True)
             backbone_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -313,13 +355,14 @@ def _train_joint(model: ReflectiveModel, trajectories, config: HeadConfig, log) 
     bar.close()
 
 
-def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss_fn, config: HeadConfig) -> torch.Tensor:
+def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss_fn, config: HeadConfig,
+                task: Task | None = None) -> torch.Tensor:
     """Policy loss on the correct trajectories' responses + head loss (backbone gradient scaled)."""
-    batch = make_step_batch(model, trajectories, config.labels)
+    batch = make_step_batch(model, trajectories, config.labels, task)
     positions = torch.arange(batch.input_ids.shape[1])[None].expand_as(batch.input_ids)
     logits, features = model(batch.input_ids, position_ids=positions, attention_mask=batch.attention_mask)
     features = scale_gradient(features[batch.rows, batch.positions], config.backbone_scale)
-    head_loss = loss_fn(model.head(features).squeeze(-1), batch.labels)
+    head_loss = loss_fn(model.head_logits(features), batch.labels)
     targets = batch.policy_labels
     if (targets[:, 1:] != -100).any():
         policy_loss = torch.nn.functional.cross_entropy(
@@ -332,7 +375,7 @@ def _joint_loss(model: ReflectiveModel, trajectories: Sequence[Trajectory], loss
 def _log_epoch(log, epoch: int, total: float, features, labels, model, start: float) -> None:
     with torch.no_grad():
         model.head.eval()
-        agree = ((model.head(features).squeeze(-1) > 0) == (labels > 0.5)).float().mean().item()
+        agree = ((model.head_logits(features) > 0) == (labels > 0.5)).float().mean().item()
         model.head.train()
     print(f"epoch {epoch} loss {total:.4f} agreement {agree:.3f} elapsed {time.perf_counter() - start:.0f}s",
           file=log, flush=True)
@@ -342,33 +385,35 @@ def _log_epoch(log, epoch: int, total: float, features, labels, model, start: fl
 
 
 def save_trajectories(trajectories: Sequence[Trajectory], path) -> None:
-    """One JSON line per trajectory: problem text, response, correctness."""
+    """One JSON line per trajectory: problem text, reference answer, response, correctness."""
     import json
     from pathlib import Path
 
-    lines = [json.dumps({"problem": t.problem.text, "response": t.response, "correct": t.correct})
-             for t in trajectories]
+    lines = [json.dumps({"problem": t.problem.text, "answer": t.problem.answer, "response": t.response,
+                         "correct": t.correct}) for t in trajectories]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def load_trajectories(model: ReflectiveModel, path) -> list[Trajectory]:
-    """Trajectories saved by ``save_trajectories``, re-encoded with ``model``'s tokenizer."""
+    """Trajectories saved by ``save_trajectories``, re-encoded with ``model``'s tokenizer
+    (their labels as checked when they were sampled)."""
     import json
     from pathlib import Path
 
     out = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         blob = json.loads(line)
-        problem = CountdownProblem.parse(blob["problem"])
+        problem = TrainingProblem(blob["problem"], blob.get("answer"))
         response_ids = model.tokenizer(blob["response"], add_special_tokens=False)["input_ids"]
         out.append(Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(response_ids),
                               blob["response"], bool(blob["correct"])))
     return out
 
 
-def training_problems(count: int, number_counts: Sequence[int], seed: int) -> list[CountdownProblem]:
-    """``count`` training problems (never held out), number counts cycling through ``number_counts``."""
-    from reflective_search.train.data import draw_training_problem
-
-    rng = random.Random(seed)
-    return [draw_training_problem(rng, number_counts[i % len(number_counts)]) for i in range(count)]
+def check_both_classes(trajectories: Sequence[Trajectory]) -> None:
+    """A head needs correct and wrong trajectories; one class alone is a one-line error."""
+    correct = sum(t.correct for t in trajectories)
+    if correct == 0 or correct == len(trajectories):
+        kind = "correct" if correct == 0 else "wrong"
+        raise ProblemError(f"none of the {len(trajectories)} sampled trajectories is {kind}, so a head cannot learn to "
+                           "tell them apart: use more or other problems, more samples, or another temperature")

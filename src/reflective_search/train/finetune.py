@@ -1,0 +1,259 @@
+"""Fine-tune any causal LM as a policy on worked solutions: LoRA (peft) or full, resumable.
+
+The loss covers the response and its end-of-sequence token only, after the prompt exactly
+as the search formats it (``model.encode_prompt``: chat template and the task's message
+template). Example ``i`` of the stream depends only on (seed, i), so a run resumed from a
+checkpoint sees exactly the batches an uninterrupted run would. A checkpoint (every
+``checkpoint_every`` steps, and at the end) holds the trainable weights, the optimizer and
+the step, written to a temporary folder and renamed into place: a run killed at any
+moment resumes from its last complete checkpoint with the same command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from reflective_search.model.reflective import ReflectiveModel
+from reflective_search.train.data import encode_example
+from reflective_search.train.policy import pad_batch
+from reflective_search.train.tasks import TrainingProblem
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass(frozen=True, slots=True)
+class FinetuneConfig:
+    steps: int = 200  # optimizer steps
+    batch_size: int = 8  # examples per step
+    learning_rate: float = 1e-4  # peak AdamW learning rate (LoRA usually wants ~1e-3)
+    warmup_steps: int = 8  # linear warm-up, then linear decay to 0
+    weight_decay: float = 0.0  # AdamW weight decay
+    lora_rank: int = 0  # 0: full fine-tuning; r > 0: LoRA of rank r on every linear map of the decoder
+    lora_alpha: float | None = None  # LoRA scale numerator (None: 2 x rank)
+    bf16: bool = False  # bf16 autocast on CPU (AVX-512 BF16 machines); weights stay fp32
+    checkpoint_every: int = 50  # steps between checkpoints
+    max_minutes: float | None = None  # stop (after a checkpoint) once this much wall time is spent
+    seed: int = 0  # example order and LoRA init
+
+
+def schedule(step: int, config: FinetuneConfig) -> float:
+    """Linear warm-up to the peak, then linear decay to zero at ``config.steps``."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    remaining = (config.steps - step) / max(config.steps - config.warmup_steps, 1)
+    return config.learning_rate * max(remaining, 0.0)
+
+
+def add_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
+    """Wrap the backbone with LoRA adapters (peft) on every linear map of its decoder layers."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or 2 * config.lora_rank, lora_dropout=0.0,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    wrapped = ReflectiveModel(get_peft_model(model.backbone, lora), model.tokenizer, model.head, model.settings,
+                              model.feature_norm)
+    wrapped.source, wrapped.base_name = model.source, model.base_name
+    return wrapped
+
+
+def make_batch(model: ReflectiveModel, examples: list[TrainingProblem]) -> dict[str, torch.Tensor]:
+    """Padded ids, mask and response-only labels (prompt and padding are -100)."""
+    encoded = [encode_example(model, e.text, e.solution) for e in examples]
+    return pad_batch(encoded, model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0)
+
+
+def trainable_state(backbone: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters being trained (all of them, or the LoRA adapters)."""
+    return {name: p.detach().clone() for name, p in backbone.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(out: Path, backbone, optimizer, step: int, tokens: int) -> None:
+    """Write the trainable weights, optimizer and step atomically under ``out/checkpoint``."""
+    staging = out / f".{CHECKPOINT_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    torch.save({"weights": trainable_state(backbone), "optimizer": optimizer.state_dict()}, staging / "state.pt")
+    (staging / STATE_FILE).write_text(json.dumps({"step": step, "tokens": tokens}), encoding="utf-8")
+    final = out / CHECKPOINT_DIR
+    old = out / f".{CHECKPOINT_DIR}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, backbone, optimizer) -> tuple[int, int]:
+    """Restore the last complete checkpoint; returns (next step, tokens so far), (0, 0) if none."""
+    folder = out / CHECKPOINT_DIR
+    if not (folder / STATE_FILE).is_file():
+        return 0, 0
+    meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    blob = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    params = dict(backbone.named_parameters())
+    with torch.no_grad():
+        for name, value in blob["weights"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(blob["optimizer"])
+    return int(meta["step"]) + 1, int(meta["tokens"])
+
+
+def held_out_loss(model: ReflectiveModel, examples: list[TrainingProblem], batch_size: int = 8) -> float:
+    """Mean response-token loss on ``examples`` (no gradient)."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for first in range(0, len(examples), batch_size):
+            batch = make_batch(model, examples[first: first + batch_size])
+            tokens = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model.backbone(**batch).loss) * tokens
+            count += tokens
+    return total / max(count, 1)
+
+
+def finetune(model: ReflectiveModel, example: Callable[[int], TrainingProblem], config: FinetuneConfig,
+             out: Path, log=sys.stderr) -> tuple[ReflectiveModel, dict]:
+    """Train ``model``'s backbone on ``example(0), example(1), ...``; returns it and a summary.
+
+    Resumes from ``out/checkpoint`` when one exists. LoRA runs return the model with the
+    adapters still attached (``save_pretrained`` then writes only the adapter).
+    """
+    from tqdm import tqdm
+
+    backbone = model.backbone.train()
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    start_step, tokens = load_checkpoint(out, backbone, optimizer)
+    if start_step:
+        print(f"resuming from {out / CHECKPOINT_DIR} at step {start_step}", file=log)
+    began, step, run_tokens = time.perf_counter(), start_step, 0
+    bar = tqdm(total=config.steps, initial=start_step, desc="fine-tuning", unit="step", file=log)
+    if start_step >= config.steps:
+        bar.close()
+        return model.eval(), {"steps_done": start_step, "seconds": 0.0, "tokens": tokens, "tokens_per_s": 0.0}
+    for step in range(start_step, config.steps):
+        loss, batch_tokens = _train_step(model, optimizer, params, example, step, config)
+        tokens, run_tokens = tokens + batch_tokens, run_tokens + batch_tokens
+        rate = run_tokens / max(time.perf_counter() - began, 1e-9)  # this process's work only
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
+        bar.update()
+        last = step == config.steps - 1 or _out_of_time(began, config)
+        if last or (step + 1) % config.checkpoint_every == 0:
+            save_checkpoint(out, backbone, optimizer, step, tokens)
+        if last:
+            break
+    bar.close()
+    model.adapter_source = None  # the backbone changed: an adapter it was loaded from no longer describes it
+    seconds = time.perf_counter() - began
+    return model.eval(), {"steps_done": step + 1, "seconds": round(seconds, 1), "tokens": tokens,
+                          "tokens_per_s": round(run_tokens / max(seconds, 1e-9), 1)}
+
+
+def _train_step(model, optimizer, params, example, step: int, config: FinetuneConfig) -> tuple[float, int]:
+    for group in optimizer.param_groups:
+        group["lr"] = schedule(step, config)
+    examples = [example(step * config.batch_size + i) for i in range(config.batch_size)]
+    batch = make_batch(model, examples)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        loss = model.backbone(**batch).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return loss.item(), int(batch["attention_mask"].sum())
+
+
+def _out_of_time(began: float, config: FinetuneConfig) -> bool:
+    return config.max_minutes is not None and time.perf_counter() - began > 60 * config.max_minutes
+
+
+# -- the whole recipe behind ``train policy --base`` -----------------------------------------
+
+
+def load_start(base: str) -> ReflectiveModel:
+    """A base by name, a saved reflective model, or a plain Hugging Face causal LM folder."""
+    from reflective_search.model.bases import BASES
+    from reflective_search.model.checkpoint import CONFIG_FILE
+
+    folder = Path(base)
+    if base in BASES or (folder / CONFIG_FILE).is_file() or not (folder / "config.json").is_file():
+        return ReflectiveModel.from_pretrained(base)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    backbone = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
+    return ReflectiveModel.from_backbone(backbone.eval(), AutoTokenizer.from_pretrained(folder))
+
+
+def for_task(model: ReflectiveModel, task) -> ReflectiveModel:
+    """The model prompted as the task's models are (inside its chat template, if it has one)
+    and carrying the task's search defaults."""
+    settings = dataclasses.replace(model.settings, message_template=task.message_template,
+                                   prompt_template=task.message_template + "\n\n",
+                                   search_defaults=task.search_defaults)
+    return model.with_head(model.head, settings, model.feature_norm)
+
+
+def example_stream(problems: str, numbers, seed: int, held_out: int) -> tuple[Callable[[int], TrainingProblem], list]:
+    """(example(i), held-out examples): the generator draws example i from seed (seed, i); a
+    file is split once (the first ``held_out`` of a seeded shuffle) and its rest cycled in a
+    fresh seeded order every epoch."""
+    import random
+
+    from reflective_search.interface import derive_seed
+    from reflective_search.train.tasks import countdown_problems, read_problem_file
+
+    if problems == "countdown":
+        from reflective_search.tasks.countdown import solution_text, solve_random
+        from reflective_search.train.data import valid_problems
+
+        rng = random.Random(seed)
+        valid = [TrainingProblem(p.text, str(p.target), solution_text(p, solve_random(p.numbers, p.target, rng)))
+                 for p in valid_problems(numbers[0], held_out)]
+        return (lambda i: countdown_problems(1, numbers, derive_seed(seed, i), with_solutions=True)[0]), valid
+    records = read_problem_file(problems, need="solution")
+    random.Random(seed).shuffle(records)
+    kept, train = records[:held_out], records[held_out:] or records
+
+    def example(i: int) -> TrainingProblem:
+        epoch, position = divmod(i, len(train))
+        return random.Random(derive_seed(seed, epoch)).sample(train, len(train))[position]
+
+    return example, kept
+
+
+def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneConfig, out: Path,
+                    numbers=(3,), held_out: int = 64) -> dict:
+    """Load, adapt to the task, fine-tune (resuming if ``out`` has a checkpoint), save; a summary."""
+    from reflective_search.train.tasks import get_task
+
+    example, valid = example_stream(problems, list(numbers), config.seed, held_out)  # bad files fail first
+    model = for_task(load_start(base), get_task(task_name))
+    for probe in (example(0), *valid[:1]):
+        encode_example(model, probe.text, probe.solution)  # a bad record fails now, not at step 1,000
+    if config.lora_rank:
+        model = add_lora(model, config)
+    model, summary = finetune(model, example, config, out)
+    summary["held_out_loss"] = held_out_loss(model, valid) if valid else float("nan")
+    summary["kind"] = f"LoRA r={config.lora_rank}" if config.lora_rank else "full"
+    summary["config"] = dataclasses.asdict(config)
+    save_policy(model, out, adapter_over_base=bool(config.lora_rank) and base == model.base_name)
+    return summary
+
+
+def save_policy(model: ReflectiveModel, out: Path, adapter_over_base: bool) -> None:
+    """An adapter over the named base (a few MB) when possible, else the merged full weights."""
+    if hasattr(model.backbone, "peft_config") and not adapter_over_base:
+        merged = model.backbone.merge_and_unload()
+        model = ReflectiveModel(merged, model.tokenizer, model.head, model.settings, model.feature_norm)
+        model.base_name = None
+    model.save_pretrained(out)

@@ -1,0 +1,122 @@
+"""Executors without a cluster: what is refused before Ray starts, and the local executor.
+
+(The Ray cluster tests are in test_ray_executor.py; none here starts Ray or opens a socket
+off loopback.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from experiment_helpers import SRC, run_cli, save_model_once, write_yaml
+
+from reflective_search.experiments.executors import EXECUTORS, open_executor
+from reflective_search.experiments.spec import ExecutorSpec
+
+# Makes ``import ray`` fail as it does where Ray is not installed.
+BLOCK_RAY = """
+import sys
+class NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ModuleNotFoundError("No module named 'ray'")
+sys.meta_path.insert(0, NoRay())
+from reflective_search.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def config(tiny_llama, tmp_path_factory):
+    model = save_model_once(tiny_llama, tmp_path_factory)
+    return write_yaml(tmp_path_factory.mktemp("executors") / "e.yaml", {
+        "model": str(model), "problems": {"count": 2, "seed": 1},
+        "search": {"method": "greedy", "sampling": {"max_step_tokens": 4, "max_steps": 2}},
+    })
+
+
+def test_the_registry_names_the_documented_kinds():
+    assert sorted(EXECUTORS) == ["local", "ray"]
+
+
+def test_ray_without_ray_installed_is_one_line_saying_how_to_install(config, tmp_path):
+    run = subprocess.run([sys.executable, "-c", BLOCK_RAY, "run", str(config), f"output_dir={tmp_path / 'run'}",
+                          "executor.kind=ray"], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
+    assert (run.returncode, run.stderr) == (2, "error: executor.kind: ray needs Ray, which is not installed: "
+                                               "pip install 'reflective_search[ray]' (Ray 2.60.0)\n")
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+def test_an_unreachable_address_is_one_line_within_seconds(config, tmp_path):
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    code, _, err = run_cli("run", config, f"output_dir={tmp_path}", "executor.kind=ray",
+                           "executor.address=127.0.0.1:1", "--no-progress")  # nothing listens on port 1
+    assert time.monotonic() - start < 10
+    assert (code, err) == (2, "error: executor.address 127.0.0.1:1: no Ray cluster answers there (Connection refused): "
+                              "start one with `ray start --head` or fix the address\n")
+
+
+def test_a_malformed_address_is_refused():
+    pytest.importorskip("ray")
+    from reflective_search.errors import ConfigError
+    from reflective_search.experiments.ray_executor import check_reachable
+
+    with pytest.raises(ConfigError, match=r"""^executor.address 'head-node': expected "host:port", "auto" or null$"""):
+        check_reachable("head-node")
+
+
+def test_a_shipped_model_folder_is_rebuilt_file_for_file(tiny_llama, tmp_path_factory, tmp_path):
+    from reflective_search.experiments.ray_executor import folder_files, write_folder
+
+    folder = save_model_once(tiny_llama, tmp_path_factory)
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "extra.txt").write_text("nested", encoding="utf-8")
+    write_folder(tmp_path, folder_files(folder))
+    assert folder_files(tmp_path) == folder_files(folder)
+    assert (tmp_path / "sub" / "extra.txt").read_text(encoding="utf-8") == "nested"
+
+
+def test_local_executor_yields_every_item_once_with_its_index(tiny_llama):
+    class Echo:  # a solver factory: model -> solve(item)
+        def __init__(self, model):
+            self.parameters = model.num_parameters
+
+        def __call__(self, item):
+            return item * 2, self.parameters
+
+    spec = ExecutorSpec(workers=1)
+    executor = open_executor(spec, None, Echo)
+    with executor:
+        finished = list(executor.map([3, 4, 5]))
+    assert [(f.index, f.item, f.result[0], f.worker["worker"]) for f in finished] == [
+        (0, 3, 6, "local"), (1, 4, 8, "local"), (2, 5, 10, "local")]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--executor", "ray", "--sampler", "generate"],
+     "--executor and --workers draw through the search engine: drop --sampler generate"),
+    (["--sampler", "search", "--workers", "0"], "--workers 0: give 1 or more"),
+    (["--sampler", "search", "--address", "auto"], "--address applies to a Ray cluster: add --executor ray"),
+])
+def test_train_sprm_executor_flags_are_checked(tiny_llama, tmp_path_factory, tmp_path, flags, message):
+    model = save_model_once(tiny_llama, tmp_path_factory)
+    code, _, err = run_cli("train", "sprm", "--model", model, "--out", tmp_path / "out", "--problems", 2, *flags)
+    assert (code, err.splitlines()[-1]) == (2, f"error: {message}")
+
+
+def test_sampling_on_a_two_worker_pool_gives_the_trajectories_of_in_process_sampling(tiny_llama, tmp_path_factory):
+    from reflective_search.train.executor_sampling import sample_on_executor
+    from reflective_search.train.sprm import sample_with_search
+    from reflective_search.train.tasks import countdown_problems
+
+    model = save_model_once(tiny_llama, tmp_path_factory)
+    a, b, c = countdown_problems(3, [3], 2)
+    problems = [a, b, c, a, b]  # two rounds of copies, cut into units of 2: three units over two workers
+    here = sample_with_search(tiny_llama, problems, 2, 1.0, chunk=2, progress=False)
+    pooled = sample_on_executor(ExecutorSpec(workers=2), str(model), problems, 2, 1.0, chunk=2, progress=False)
+    assert pooled == here and len(here) == 10

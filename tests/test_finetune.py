@@ -1,0 +1,158 @@
+"""Fine-tuning any causal LM (LoRA and full, resumable), and head training on any problem set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import require_smol
+from model_hooks import force_sequence
+from reflective_search.cli import main
+from reflective_search.errors import ProblemError
+from reflective_search.model import ReflectiveModel
+from reflective_search.train.finetune import FinetuneConfig, add_lora, example_stream, finetune, for_task
+from reflective_search.train.sprm import check_both_classes, sample_with_search
+from reflective_search.train.tasks import TrainingProblem, get_task, read_problem_file
+
+MATH = [
+    {"problem": "Evaluate: 3+4*2", "answer": "11", "solution": ["4*2=8", "3+8=11", "Answer: 11"]},
+    {"problem": "Evaluate: 5*6-4", "answer": "26", "solution": "5*6=30.\n\n30-4=26.\n\nAnswer: 26.\n\n"},
+    {"problem": "Evaluate: 2+2", "answer": "4", "solution": "2+2=4.\n\nAnswer: 4.\n\n"},
+    {"problem": "Evaluate: 7*3+8", "answer": "29", "solution": "7*3=21.\n\n21+8=29.\n\nAnswer: 29.\n\n"},
+]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_a_solution_given_as_steps_is_joined_with_the_delimiter(tmp_path):
+    problems = read_problem_file(write_jsonl(tmp_path / "p.jsonl", MATH), need="solution")
+    assert problems[0] == TrainingProblem("Evaluate: 3+4*2", "11", "4*2=8.\n\n3+8=11.\n\nAnswer: 11.\n\n")
+
+
+def test_a_record_without_what_the_command_needs_names_file_and_line(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [MATH[0], {"problem": "Evaluate: 1+1", "answer": "2"}])
+    with pytest.raises(ProblemError) as caught:
+        read_problem_file(path, need="solution")
+    assert str(caught.value) == f"{path}:2: the record has no 'solution', which this command needs"
+    (tmp_path / "bad.jsonl").write_text('{"problem": "x"}\n[1]\n', encoding="utf-8")
+    with pytest.raises(ProblemError, match=r"bad\.jsonl:2: a record needs a non-empty 'problem' text"):
+        read_problem_file(tmp_path / "bad.jsonl")
+
+
+def _fresh(tiny_llama) -> ReflectiveModel:
+    """A private tiny model, the same weights every call (fine-tuning changes weights in place)."""
+    from reflective_search.model.tiny import build_tiny_model
+
+    return for_task(build_tiny_model("llama", seed=0), get_task("math"))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _stream(tmp_path, stop_at: int | None = None):
+    example, _ = example_stream(str(write_jsonl(tmp_path / "m.jsonl", MATH)), [3], seed=0, held_out=0)
+
+    def interrupted(i: int):
+        if stop_at is not None and i >= stop_at:
+            raise Interrupted  # as if the process were killed while building step 3's batch
+        return example(i)
+
+    return interrupted
+
+
+@pytest.mark.parametrize("rank", [0, 4])
+def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_llama, tmp_path, rank):
+    config = FinetuneConfig(steps=4, batch_size=2, learning_rate=1e-2, warmup_steps=1, lora_rank=rank,
+                            checkpoint_every=2)
+    whole = _fresh(tiny_llama)
+    whole = add_lora(whole, config) if rank else whole
+    finetune(whole, _stream(tmp_path), config, tmp_path / "whole")
+    broken = _fresh(tiny_llama)
+    broken = add_lora(broken, config) if rank else broken
+    with pytest.raises(Interrupted):
+        finetune(broken, _stream(tmp_path, stop_at=4), config, tmp_path / "resumed")  # dies in step 2 (0-based)
+    again = _fresh(tiny_llama)
+    again = add_lora(again, config) if rank else again
+    _, summary = finetune(again, _stream(tmp_path), config, tmp_path / "resumed")
+    assert summary["steps_done"] == 4
+    expected = dict(whole.backbone.named_parameters())
+    for name, value in again.backbone.named_parameters():
+        assert torch.equal(value, expected[name]), name
+    start = {name: value for name, value in _fresh(tiny_llama).backbone.named_parameters()}
+    moved = [name for name, value in again.backbone.named_parameters()
+             if value.requires_grad and not torch.equal(value, start.get(name.replace("base_model.model.", ""), value * 0))]
+    assert moved  # training did something (LoRA: its B matrices start at zero)
+
+
+def test_the_loss_covers_the_response_and_its_end_only(tiny_llama):
+    from reflective_search.train.finetune import make_batch
+
+    model = _fresh(tiny_llama)
+    problem = TrainingProblem("Evaluate: 2+2", "4", "2+2=4.\n\nAnswer: 4.\n\n")
+    batch = make_batch(model, [problem])
+    prompt = model.encode_prompt(problem.text)
+    response = model.tokenizer(problem.solution, add_special_tokens=False)["input_ids"]
+    assert batch["labels"][0].tolist() == [-100] * len(prompt) + response + [model.tokenizer.eos_token_id]
+
+
+def test_sprm_training_on_a_math_file_with_both_classes(tiny_llama, tmp_path):
+    """Forced to write 'Answer: 11' then end, the policy is right on one problem, wrong on the other."""
+    problems = [TrainingProblem("Evaluate: 3+4*2", "11"), TrainingProblem("Evaluate: 5*6-4", "26")]
+    model = _fresh(tiny_llama)
+    forced = model.tokenizer("Answer: 11", add_special_tokens=False)["input_ids"] + [model.tokenizer.eos_token_id]
+    handle = force_sequence(model, forced)
+    try:
+        drawn = sample_with_search(model, problems, 2, 1.0, progress=False, task=get_task("math"))
+    finally:
+        handle.remove()
+    assert [(t.problem.answer, t.response, t.correct) for t in drawn] == [
+        ("11", "Answer: 11", True), ("11", "Answer: 11", True), ("26", "Answer: 11", False), ("26", "Answer: 11", False)]
+    check_both_classes(drawn)
+    with pytest.raises(ProblemError) as caught:
+        check_both_classes(drawn[2:])
+    assert str(caught.value) == ("none of the 2 sampled trajectories is correct, so a head cannot learn to tell them "
+                                 "apart: use more or other problems, more samples, or another temperature")
+
+
+def test_train_sprm_cli_on_a_math_file_refuses_one_class(tiny_llama, tmp_path, capsys):
+    model_dir = tmp_path / "policy"
+    _fresh(tiny_llama).save_pretrained(model_dir)
+    problems = write_jsonl(tmp_path / "p.jsonl", [{k: r[k] for k in ("problem", "answer")} for r in MATH[:2]])
+    code = main(["train", "sprm", "--model", str(model_dir), "--problems", str(problems), "--out",
+                 str(tmp_path / "out"), "--samples", "1", "--epochs", "1"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "none of the 2 sampled trajectories is correct, so a head cannot learn to tell them apart: use more or "
+        "other problems, more samples, or another temperature")
+
+
+# -- the real base: SmolLM2, a few steps of each kind -----------------------------------------------
+
+
+@pytest.mark.parametrize("lora", ["8", "0"])
+def test_smollm2_smoke_fine_tune_saves_a_model_that_solves(smol_cache, tmp_path, lora):
+    require_smol()
+    out = tmp_path / "policy"
+    assert main(["train", "policy", "--base", "smollm2-135m-instruct", "--problems", "countdown", "--out", str(out),
+                 "--steps", "2", "--batch-size", "1", "--held-out", "2", "--lora", lora]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps_done"] == 2 and summary["held_out_loss"] > 0
+    config = json.loads((out / "reflective_config.json").read_text())
+    assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", False)
+    assert config["search_defaults"] == {"sampling.max_step_tokens": 32, "sampling.max_steps": 6}
+    if lora != "0":
+        assert (out / "adapter_model.safetensors").stat().st_size < 11_000_000  # r=8 in fp32: ~10 MB, not 538
+        assert not (out / "model.safetensors").exists()
+    model = ReflectiveModel.from_pretrained(out)
+    base = ReflectiveModel.from_pretrained("smollm2-135m-instruct")
+    ids = torch.tensor([model.encode_prompt("Numbers: 3 7 8. Target: 29.")])
+    with torch.no_grad():
+        assert not torch.allclose(model.backbone(ids).logits, base.backbone(ids).logits)
+    assert model.format_prompt("Numbers: 3 7 8. Target: 29.").count("Use each number exactly once") == 1

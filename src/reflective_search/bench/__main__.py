@@ -21,7 +21,6 @@ def main(argv: list[str] | None = None) -> int:
     methods.add_argument("--model", help="a model folder or shipped name (default: the shipped model)")
     smol = sub.add_parser("smol", help="the engine on SmolLM2-135M vs plain decode, reference and generate")
     smol.add_argument("--repeats", type=int, default=3)
-    smol.add_argument("--cache", default=".cache-smol", help="where the model's safetensors copy is kept")
     for p in (expander, tree, methods, smol):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.which == "smol":
         from reflective_search.bench.smol import run_smol_bench
 
-        result = run_smol_bench(repeats=args.repeats, cache_dir=args.cache)
+        result = run_smol_bench(repeats=args.repeats)
     else:
         from reflective_search.bench.methods import run_methods_bench
 

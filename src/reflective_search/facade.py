@@ -32,8 +32,10 @@ class ReflectiveSearch:
     Args:
         model: a ``ReflectiveModel``.
         config: a ``SearchConfig``, a dict of overrides, a YAML path, or None (MCTS defaults).
-            Whatever it sets overrides the search defaults the model carries for its task
-            (``ModelSettings.search_defaults``), which override the library's defaults.
+            It overrides the search defaults the model carries for its task
+            (``ModelSettings.search_defaults``), which override the library's defaults:
+            every key a dict or YAML file sets, and every field of a SearchConfig that
+            differs from the library's default (see ``config.load_search_config``).
         expander: an object implementing ``interface.Expander``; by default the one the
             config names, built over ``model``. Fakes stand in here for tests.
     """

@@ -35,6 +35,7 @@ def save_model(model: ReflectiveModel, directory) -> None:
     is_adapter = hasattr(model.backbone, "peft_config")
     if is_adapter and model.base_name is None:
         raise ModelError("a LoRA adapter can only be saved over a named base model (model.base_name is unset)")
+    _remove_stale_weights(directory, adapter=is_adapter or model.adapter_source is not None)
     if model.adapter_source is not None:
         _copy_adapter(Path(model.adapter_source), directory)
     else:
@@ -49,6 +50,17 @@ def save_model(model: ReflectiveModel, directory) -> None:
     settings["search_defaults"] = dict(model.settings.search_defaults)
     blob = {"format_version": FORMAT_VERSION, "hidden_size": model.hidden_size, "base": model.base_name, **settings}
     _write_atomic(directory / CONFIG_FILE, json.dumps(blob, indent=2) + "\n")
+
+
+def _remove_stale_weights(directory: Path, adapter: bool) -> None:
+    """Saving into a folder that held the other kind of backbone: drop the old kind's files,
+    which loading would otherwise prefer (an adapter) or never read (full weights)."""
+    if adapter:
+        stale = list(directory.glob("model*.safetensors")) + list(directory.glob("model.safetensors.index.json"))
+    else:
+        stale = [directory / ADAPTER_FILE, directory / "adapter_model.safetensors"]
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def _copy_adapter(source: Path, directory: Path) -> None:

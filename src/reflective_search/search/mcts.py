@@ -56,11 +56,11 @@ def mcts(prompt_ids: Sequence[int], prompt_text: str, config: SearchConfig, seed
             expansions = yield from sample_children(tree, open_leaves, config, seed, meter, released)
             finished = expand_and_backup(tree, open_leaves, expansions, config)
             after_round(tree, config)
-    if config.budget.tokens is not None and not budget_spent(meter, config):
-        meter.unspent_tokens = config.budget.tokens - meter.generated_tokens
     top = root.recommend(tree)
     if not finished_below(tree, top):
         yield from complete(tree, [most_visited_leaf(tree, top)], config, seed, meter)
+    if config.budget.tokens is not None:  # after completing a path, whose tokens count as spent
+        meter.unspent_tokens = max(config.budget.tokens - meter.generated_tokens, 0)
     chosen, score = select_answer(tree, finished_below(tree, top), config, config.mcts.aggregate)
     return outcome(tree, chosen, score, meter)
 

@@ -87,21 +87,31 @@ def save_checkpoint(out: Path, backbone, optimizer, step: int, tokens: int) -> N
     (staging / STATE_FILE).write_text(json.dumps({"step": step, "tokens": tokens}), encoding="utf-8")
     final = out / CHECKPOINT_DIR
     old = out / f".{CHECKPOINT_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
+    if final.exists():  # keep the previous .old when there is no newer one to replace it
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(out: Path, backbone, optimizer) -> tuple[int, int]:
-    """Restore the last complete checkpoint; returns (next step, tokens so far), (0, 0) if none."""
-    folder = out / CHECKPOINT_DIR
-    if not (folder / STATE_FILE).is_file():
+    """Restore the last complete checkpoint; returns (next step, tokens so far), (0, 0) if none.
+
+    A kill between ``save_checkpoint``'s two renames leaves only ``.checkpoint.old``: that
+    complete previous checkpoint is used then.
+    """
+    folder = next((f for f in (out / CHECKPOINT_DIR, out / f".{CHECKPOINT_DIR}.old") if (f / STATE_FILE).is_file()),
+                  None)
+    if folder is None:
         return 0, 0
     meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     blob = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
     params = dict(backbone.named_parameters())
+    if set(blob["weights"]) != {name for name, p in params.items() if p.requires_grad}:
+        from reflective_search.errors import ConfigError
+
+        raise ConfigError(f"{folder} holds a checkpoint of another kind of run (LoRA rank or model differ): "
+                          "rerun with the same options, or pick a fresh --out")
     with torch.no_grad():
         for name, value in blob["weights"].items():
             params[name].copy_(value)
@@ -138,6 +148,8 @@ def finetune(model: ReflectiveModel, example: Callable[[int], TrainingProblem], 
         print(f"resuming from {out / CHECKPOINT_DIR} at step {start_step}", file=log)
     began, step, run_tokens = time.perf_counter(), start_step, 0
     bar = tqdm(total=config.steps, initial=start_step, desc="fine-tuning", unit="step", file=log)
+    if start_step:
+        model.adapter_source = None  # the checkpoint's weights replaced those the model was loaded with
     if start_step >= config.steps:
         bar.close()
         return model.eval(), {"steps_done": start_step, "seconds": 0.0, "tokens": tokens, "tokens_per_s": 0.0}

@@ -85,10 +85,11 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_llama,
     expected = dict(whole.backbone.named_parameters())
     for name, value in again.backbone.named_parameters():
         assert torch.equal(value, expected[name]), name
-    start = {name: value for name, value in _fresh(tiny_llama).backbone.named_parameters()}
+    untrained = add_lora(_fresh(tiny_llama), config) if rank else _fresh(tiny_llama)  # the same init, seeded
+    start = dict(untrained.backbone.named_parameters())
     moved = [name for name, value in again.backbone.named_parameters()
-             if value.requires_grad and not torch.equal(value, start.get(name.replace("base_model.model.", ""), value * 0))]
-    assert moved  # training did something (LoRA: its B matrices start at zero)
+             if value.requires_grad and not torch.equal(value, start[name])]
+    assert moved  # training changed the trained parameters (so equal weights above mean something)
 
 
 def test_the_loss_covers_the_response_and_its_end_only(tiny_llama):
@@ -190,3 +191,15 @@ def test_saving_full_weights_over_an_adapter_folder_drops_the_adapter(tiny_llama
     _fresh(tiny_llama).save_pretrained(folder)
     assert not (folder / "adapter_config.json").exists()
     ReflectiveModel.from_pretrained(folder)  # loads the full weights, not a stale adapter
+
+
+def test_unset_options_of_train_policy_take_the_fine_tuning_defaults():
+    from reflective_search.cli import build_parser
+    from reflective_search.commands.train import finetune_config
+
+    args = build_parser().parse_args(["train", "policy", "--base", "b", "--out", "o"])
+    config = finetune_config(args)
+    assert (config.steps, config.batch_size, config.lora_rank, config.learning_rate) == (
+        FinetuneConfig().steps, FinetuneConfig().batch_size, 16, 1e-3)
+    full = finetune_config(build_parser().parse_args(["train", "policy", "--base", "b", "--out", "o", "--lora", "0"]))
+    assert (full.lora_rank, full.learning_rate) == (0, 1e-4)

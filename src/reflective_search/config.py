@@ -296,7 +296,8 @@ def load_search_config(source: "SearchConfig | Mapping[str, Any] | str | Path | 
 
 def changed_fields(config: Any, reference: Any) -> dict[str, Any]:
     """Dotted keys whose values differ between two configs of the same class."""
-    return {key: value for key, value in flatten(to_dict(config)).items() if flatten(to_dict(reference))[key] != value}
+    before = flatten(to_dict(reference))
+    return {key: value for key, value in flatten(to_dict(config)).items() if before[key] != value}
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -33,7 +33,7 @@ def _variant_rate(base: str, batches, config) -> float:
     import torch
 
     from reflective_search.model.reflective import ReflectiveModel
-    from reflective_search.train.finetune import add_lora, for_task, make_batch
+    from reflective_search.train.finetune import add_lora, for_task, make_batch, optimizer_step
     from reflective_search.train.tasks import get_task
 
     model = for_task(ReflectiveModel.from_pretrained(base), get_task("countdown"))
@@ -45,11 +45,7 @@ def _variant_rate(base: str, batches, config) -> float:
     for index, examples in enumerate(batches):
         batch = make_batch(model, examples)
         start = time.process_time()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = model.backbone(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(model, optimizer, params, batch, config.bf16)
         if index > 0:  # the first step warms up
             seconds += time.process_time() - start
             tokens += int(batch["attention_mask"].sum())

@@ -146,20 +146,27 @@ def run_finetune(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from reflective_search.train.finetune import FinetuneConfig
     from reflective_search.train.finetune import finetune_policy
 
     task = args.task or ("countdown" if args.problems == "countdown" else "math")
-    config = FinetuneConfig(
-        steps=args.steps or FinetuneConfig.steps, batch_size=args.batch_size or FinetuneConfig.batch_size,
-        learning_rate=args.learning_rate or (1e-3 if args.lora else 1e-4), lora_rank=args.lora, bf16=args.bf16,
-        checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, seed=args.seed,
-    )
+    config = finetune_config(args)
     summary = finetune_policy(args.base, args.problems, task, config, Path(args.out), args.numbers, args.held_out)
     (Path(args.out) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"policy: {summary['kind']} fine-tune of {args.base}, {summary['steps_done']} steps, "
           f"{summary['tokens_per_s']} tokens/s, held-out loss {summary['held_out_loss']:.4f}, saved to {args.out}")
     return 0
+
+
+def finetune_config(args: argparse.Namespace):
+    """The FinetuneConfig that ``train policy --base`` options ask for (unset ones: its defaults)."""
+    from reflective_search.train.finetune import FinetuneConfig
+
+    defaults = FinetuneConfig()
+    return FinetuneConfig(
+        steps=args.steps or defaults.steps, batch_size=args.batch_size or defaults.batch_size,
+        learning_rate=args.learning_rate or (1e-3 if args.lora else 1e-4), lora_rank=args.lora, bf16=args.bf16,
+        checkpoint_every=args.checkpoint_every, max_minutes=args.max_minutes, seed=args.seed,
+    )
 
 
 def run_sprm(args: argparse.Namespace) -> int:

@@ -121,25 +121,29 @@ def _build_cache(name: str, spec: BaseModel, folder: Path) -> None:
 
 
 def _load_folder(folder: Path, dtype, attn_implementation: str, name: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     try:
-        backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return _read_copy(folder, dtype, attn_implementation)
     except Exception as exc:  # a file that passed the size check but does not parse
         print(f"note: the cached copy of {name} at {folder} does not load ({_first_line(exc)}); rebuilding it",
               file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)
-        _build_cache(name, BASES[name], folder)
-        try:
-            backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-        except Exception as again:  # a fresh copy that still fails: the package itself is broken
-            raise ModelError(f"{name}: a freshly built copy in {folder} does not load either ({_first_line(again)}): "
-                             f"reinstall with `{BASES[name].install}`") from None
-    return backbone.eval(), tokenizer
+    shutil.rmtree(folder, ignore_errors=True)
+    _build_cache(name, BASES[name], folder)
+    try:
+        return _read_copy(folder, dtype, attn_implementation)
+    except Exception as again:  # a fresh copy that still fails: the package itself is broken
+        raise ModelError(f"{name}: a freshly built copy in {folder} does not load either ({_first_line(again)}): "
+                         f"reinstall with `{BASES[name].install}`") from None
+
+
+def _read_copy(folder: Path, dtype, attn_implementation: str):
+    """(backbone in eval mode, tokenizer) from a cached copy."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    backbone = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation)
+    return backbone.eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def _first_line(exc: Exception) -> str:

@@ -118,7 +118,14 @@ class ReflectiveModel(nn.Module):
     def with_head(self, head: nn.Module, settings: ModelSettings,
                   feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> "ReflectiveModel":
         """A new wrapper around the same backbone with another head (and settings)."""
-        model = ReflectiveModel(self.backbone, self.tokenizer, head, settings, feature_norm)
+        return self._rewrap(self.backbone, head, settings, feature_norm)
+
+    def with_backbone(self, backbone: nn.Module) -> "ReflectiveModel":
+        """A new wrapper around another backbone (e.g. the same one with LoRA) with this head."""
+        return self._rewrap(backbone, self.head, self.settings, self.feature_norm)
+
+    def _rewrap(self, backbone, head, settings, feature_norm) -> "ReflectiveModel":
+        model = ReflectiveModel(backbone, self.tokenizer, head, settings, feature_norm)
         model.source, model.base_name, model.adapter_source = self.source, self.base_name, self.adapter_source
         return model
 

@@ -12,6 +12,7 @@ moment resumes from its last complete checkpoint with the same command.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import sys
@@ -61,10 +62,7 @@ def add_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
     torch.manual_seed(config.seed)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha or 2 * config.lora_rank, lora_dropout=0.0,
                       target_modules="all-linear", task_type="CAUSAL_LM")
-    wrapped = ReflectiveModel(get_peft_model(model.backbone, lora), model.tokenizer, model.head, model.settings,
-                              model.feature_norm)
-    wrapped.source, wrapped.base_name = model.source, model.base_name
-    return wrapped
+    return model.with_backbone(get_peft_model(model.backbone, lora))
 
 
 def make_batch(model: ReflectiveModel, examples: list[TrainingProblem]) -> dict[str, torch.Tensor]:
@@ -174,15 +172,19 @@ def finetune(model: ReflectiveModel, example: Callable[[int], TrainingProblem], 
 def _train_step(model, optimizer, params, example, step: int, config: FinetuneConfig) -> tuple[float, int]:
     for group in optimizer.param_groups:
         group["lr"] = schedule(step, config)
-    examples = [example(step * config.batch_size + i) for i in range(config.batch_size)]
-    batch = make_batch(model, examples)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+    batch = make_batch(model, [example(step * config.batch_size + i) for i in range(config.batch_size)])
+    return optimizer_step(model, optimizer, params, batch, config.bf16), int(batch["attention_mask"].sum())
+
+
+def optimizer_step(model, optimizer, params, batch: dict[str, torch.Tensor], bf16: bool) -> float:
+    """One forward, backward (gradient clipped at 1) and update on ``batch``; returns the loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model.backbone(**batch).loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
-    return loss.item(), int(batch["attention_mask"].sum())
+    return loss.item()
 
 
 def _out_of_time(began: float, config: FinetuneConfig) -> bool:
@@ -236,9 +238,13 @@ def example_stream(problems: str, numbers, seed: int, held_out: int) -> tuple[Ca
     random.Random(seed).shuffle(records)
     kept, train = records[:held_out], records[held_out:] or records
 
+    @functools.lru_cache(maxsize=2)  # an epoch's order is drawn once, not once per example
+    def order(epoch: int) -> list[TrainingProblem]:
+        return random.Random(derive_seed(seed, epoch)).sample(train, len(train))
+
     def example(i: int) -> TrainingProblem:
         epoch, position = divmod(i, len(train))
-        return random.Random(derive_seed(seed, epoch)).sample(train, len(train))[position]
+        return order(epoch)[position]
 
     return example, kept
 
@@ -265,7 +271,6 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
 def save_policy(model: ReflectiveModel, out: Path, adapter_over_base: bool) -> None:
     """An adapter over the named base (a few MB) when possible, else the merged full weights."""
     if hasattr(model.backbone, "peft_config") and not adapter_over_base:
-        merged = model.backbone.merge_and_unload()
-        model = ReflectiveModel(merged, model.tokenizer, model.head, model.settings, model.feature_norm)
+        model = model.with_backbone(model.backbone.merge_and_unload())
         model.base_name = None
     model.save_pretrained(out)

@@ -54,13 +54,6 @@ def _countdown_labels(problem: TrainingProblem, response: str) -> list[bool]:
     return label_steps(parsed, response) if parsed is not None else []
 
 
-def _countdown_key(response: str) -> str | None:
-    from reflective_search.tasks.countdown import extract_expression
-
-    expression = extract_expression(response)
-    return None if expression is None else "".join(expression.split())
-
-
 def _math_correct(problem: TrainingProblem, response: str) -> bool:
     from reflective_search.answers import answers_equal, extract_answer
 
@@ -75,10 +68,10 @@ def _math_key(response: str) -> str | None:
 
 
 def _countdown_task() -> Task:
-    from reflective_search.tasks.countdown import PROMPT_TEMPLATE, SEARCH_LIMITS
+    from reflective_search.tasks.countdown import PROMPT_TEMPLATE, SEARCH_LIMITS, answer_key
 
     return Task("countdown", PROMPT_TEMPLATE.rstrip("\n"), tuple(SEARCH_LIMITS.items()), _countdown_correct,
-                _countdown_labels, _countdown_key)
+                _countdown_labels, answer_key)
 
 
 TASKS: dict[str, Callable[[], Task]] = {
@@ -129,15 +122,18 @@ def countdown_problems(count: int, number_counts: Sequence[int], seed: int,
                        with_solutions: bool = False) -> list[TrainingProblem]:
     """``count`` Countdown training problems (never held out), sizes cycling through ``number_counts``;
     with solutions drawn move by move at random among moves that still reach the target."""
-    from reflective_search.tasks.countdown import solution_text, solve_random
-    from reflective_search.train.data import draw_training_problem
+    from reflective_search.train.data import draw_example, draw_training_problem
 
     rng = random.Random(seed)
     out = []
     for index in range(count):
-        problem = draw_training_problem(rng, number_counts[index % len(number_counts)])
-        solution = solution_text(problem, solve_random(problem.numbers, problem.target, rng)) if with_solutions else None
-        out.append(TrainingProblem(problem.text, str(problem.target), solution))
+        size = number_counts[index % len(number_counts)]
+        if with_solutions:
+            example = draw_example(rng, size)
+            out.append(TrainingProblem(example.problem.text, str(example.problem.target), example.response))
+        else:
+            problem = draw_training_problem(rng, size)
+            out.append(TrainingProblem(problem.text, str(problem.target)))
     return out
 
 

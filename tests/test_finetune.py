@@ -159,6 +159,27 @@ def test_smollm2_smoke_fine_tune_saves_a_model_that_solves(smol_cache, tmp_path,
     assert model.format_prompt("Numbers: 3 7 8. Target: 29.").count("Use each number exactly once") == 1
 
 
+def test_a_finished_lora_run_re_run_with_bf16_storage_saves_a_half_size_adapter(smol_cache, tmp_path):
+    from safetensors.torch import load_file
+
+    require_smol()
+    out = tmp_path / "policy"
+    command = ["train", "policy", "--base", "smollm2-135m-instruct", "--out", str(out), "--steps", "2",
+               "--batch-size", "1", "--held-out", "2", "--lora", "4", "--learning-rate", "0.05"]
+    assert main(command) == 0
+    fp32_size, fp32 = (out / "adapter_model.safetensors").stat().st_size, ReflectiveModel.from_pretrained(out)
+    assert main(command + ["--adapter-dtype", "bf16"]) == 0  # the checkpoint is complete: only the save runs
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+    assert abs((out / "adapter_model.safetensors").stat().st_size / fp32_size - 0.5) < 0.01
+    bf16 = ReflectiveModel.from_pretrained(out)
+    assert bf16.backbone.dtype == torch.float32  # merged into the fp32 base
+    ids = torch.tensor([bf16.encode_prompt("Numbers: 3 7 8. Target: 29.")])
+    with torch.no_grad():
+        a, b = fp32.backbone(ids).logits, bf16.backbone(ids).logits
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.1)  # rounded, not another model
+
+
 def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_one(tiny_llama, tmp_path):
     config = FinetuneConfig(steps=4, batch_size=2, learning_rate=1e-2, warmup_steps=1, checkpoint_every=2)
     whole = _fresh(tiny_llama)

@@ -50,6 +50,9 @@ def _register_policy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", type=int, default=16, metavar="RANK",
                         help="LoRA rank on every linear map (0: full fine-tuning); with --base only")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with AVX-512 BF16)")
+    parser.add_argument("--adapter-dtype", choices=["fp32", "bf16"], default="fp32",
+                        help="storage of a saved LoRA adapter (bf16: half the size; merged into fp32 weights on "
+                             "load). Re-running a finished run's command saves again")
     parser.add_argument("--checkpoint-every", type=int, default=tuned.checkpoint_every,
                         help="steps between checkpoints (a killed run resumes from the last one)")
     parser.add_argument("--numbers", type=int, nargs="+", default=[3], choices=range(2, 6), metavar="N",
@@ -150,7 +153,11 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     task = args.task or ("countdown" if args.problems == "countdown" else "math")
     config = finetune_config(args)
-    summary = finetune_policy(args.base, args.problems, task, config, Path(args.out), args.numbers, args.held_out)
+    import torch
+
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[args.adapter_dtype]
+    summary = finetune_policy(args.base, args.problems, task, config, Path(args.out), args.numbers, args.held_out,
+                              dtype)
     (Path(args.out) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"policy: {summary['kind']} fine-tune of {args.base}, {summary['steps_done']} steps, "
           f"{summary['tokens_per_s']} tokens/s, held-out loss {summary['held_out_loss']:.4f}, saved to {args.out}")

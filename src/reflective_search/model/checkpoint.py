@@ -20,6 +20,7 @@ from reflective_search.model.reflective import ModelSettings, ReflectiveModel
 
 CONFIG_FILE = "reflective_config.json"
 ADAPTER_FILE = "adapter_config.json"  # a LoRA adapter (peft) over the named base replaces the backbone files
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "sprm_head.safetensors"
 METASTONE_HEAD_FILE = "score_module.pt"
 FORMAT_VERSION = 1
@@ -27,7 +28,8 @@ HEAD_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias")
 NORM_KEYS = ("feature_mean", "feature_std")  # optional: the standardisation a head was trained behind
 
 
-def save_model(model: ReflectiveModel, directory) -> None:
+def save_model(model: ReflectiveModel, directory, adapter_dtype: torch.dtype | None = None) -> None:
+    """Save ``model``; a LoRA adapter is stored in ``adapter_dtype`` when given (bf16 halves it)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -40,6 +42,8 @@ def save_model(model: ReflectiveModel, directory) -> None:
         _copy_adapter(Path(model.adapter_source), directory)
     else:
         model.backbone.save_pretrained(directory)  # a peft model writes only its adapter
+        if is_adapter and adapter_dtype is not None:
+            _cast_adapter(directory / ADAPTER_WEIGHTS, adapter_dtype)
     model.tokenizer.save_pretrained(directory)
     head_state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
     if model.feature_norm is not None:
@@ -58,9 +62,18 @@ def _remove_stale_weights(directory: Path, adapter: bool) -> None:
     if adapter:
         stale = list(directory.glob("model*.safetensors")) + list(directory.glob("model.safetensors.index.json"))
     else:
-        stale = [directory / ADAPTER_FILE, directory / "adapter_model.safetensors"]
+        stale = [directory / ADAPTER_FILE, directory / ADAPTER_WEIGHTS]
     for path in stale:
         path.unlink(missing_ok=True)
+
+
+def _cast_adapter(path: Path, dtype: torch.dtype) -> None:
+    """Rewrite the adapter's weights in ``dtype`` (atomically); loading merges them into the base's dtype."""
+    from safetensors.torch import load_file, save_file
+
+    partial = path.with_name(path.name + ".partial")
+    save_file({key: t.to(dtype).contiguous() for key, t in load_file(str(path)).items()}, str(partial))
+    partial.replace(path)
 
 
 def _copy_adapter(source: Path, directory: Path) -> None:
@@ -69,7 +82,7 @@ def _copy_adapter(source: Path, directory: Path) -> None:
 
     if source.resolve() == directory.resolve():
         return
-    for name in (ADAPTER_FILE, "adapter_model.safetensors"):
+    for name in (ADAPTER_FILE, ADAPTER_WEIGHTS):
         shutil.copyfile(source / name, directory / name)
 
 

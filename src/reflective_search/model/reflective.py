@@ -129,11 +129,12 @@ class ReflectiveModel(nn.Module):
         model.source, model.base_name, model.adapter_source = self.source, self.base_name, self.adapter_source
         return model
 
-    def save_pretrained(self, directory) -> None:
-        """Backbone and tokenizer in HF layout; head in safetensors beside a JSON config."""
+    def save_pretrained(self, directory, adapter_dtype: torch.dtype | None = None) -> None:
+        """Backbone and tokenizer in HF layout; head in safetensors beside a JSON config. A LoRA
+        adapter is stored in ``adapter_dtype`` when given (bf16 halves its size)."""
         from reflective_search.model.checkpoint import save_model
 
-        save_model(self, directory)
+        save_model(self, directory, adapter_dtype)
 
     def _check_head_width(self) -> None:
         hidden, _ = head_shape(self.head.state_dict())

@@ -250,8 +250,9 @@ def example_stream(problems: str, numbers, seed: int, held_out: int) -> tuple[Ca
 
 
 def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneConfig, out: Path,
-                    numbers=(3,), held_out: int = 64) -> dict:
-    """Load, adapt to the task, fine-tune (resuming if ``out`` has a checkpoint), save; a summary."""
+                    numbers=(3,), held_out: int = 64, adapter_dtype: torch.dtype | None = None) -> dict:
+    """Load, adapt to the task, fine-tune (resuming if ``out`` has a checkpoint), save; a summary.
+    A LoRA adapter is stored in ``adapter_dtype`` when given (a finished run re-run saves again)."""
     from reflective_search.train.tasks import get_task
 
     example, valid = example_stream(problems, list(numbers), config.seed, held_out)  # bad files fail first
@@ -264,13 +265,14 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
     summary["held_out_loss"] = held_out_loss(model, valid) if valid else float("nan")
     summary["kind"] = f"LoRA r={config.lora_rank}" if config.lora_rank else "full"
     summary["config"] = dataclasses.asdict(config)
-    save_policy(model, out, adapter_over_base=bool(config.lora_rank) and base == model.base_name)
+    save_policy(model, out, bool(config.lora_rank) and base == model.base_name, adapter_dtype)
     return summary
 
 
-def save_policy(model: ReflectiveModel, out: Path, adapter_over_base: bool) -> None:
+def save_policy(model: ReflectiveModel, out: Path, adapter_over_base: bool,
+                adapter_dtype: torch.dtype | None = None) -> None:
     """An adapter over the named base (a few MB) when possible, else the merged full weights."""
     if hasattr(model.backbone, "peft_config") and not adapter_over_base:
         model = model.with_backbone(model.backbone.merge_and_unload())
         model.base_name = None
-    model.save_pretrained(out)
+    model.save_pretrained(out, adapter_dtype)

@@ -22,11 +22,17 @@ def model():
     return ReflectiveModel.from_pretrained(NAME)
 
 
-def test_solve_command_uses_the_shipped_model_without_arguments(capsys):
-    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--json"]) == 0
-    captured = capsys.readouterr()
-    assert "tiny random model" not in captured.err
-    assert json.loads(captured.out)["answer"] == "8*3+7"
+def test_solve_command_by_name_sets_the_pick_against_greedy(capsys):
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--model", NAME, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--model", NAME, "--method", "greedy", "--json"]) == 0
+    greedy = json.loads(capsys.readouterr().out)
+    assert (result["answer"], greedy["greedy"]) == ("8*3+7", None)
+    assert result["greedy"] == {key: greedy[key] for key in ("answer", "score", "verdict", "generated_tokens")}
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--model", NAME]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"head: the chosen path scores {result['score']}; greedy decoding's path scores {greedy['score']} "
+        f"(answer 8*3+7, not solved; {greedy['generated_tokens']} more tokens, not counted above)")
 
 
 def test_shipped_model_loads_by_name_with_its_prompt_and_size(model):
@@ -84,17 +90,17 @@ def test_truncated_checkpoint_file_is_reported_by_name(tmp_path, file_name, star
 
 
 def test_solve_command_prints_a_verdict_for_a_countdown_problem(capsys):
-    assert main(["solve", "Numbers: 2 3 4. Target: 24.", "--method", "greedy"]) == 0
+    assert main(["solve", "Numbers: 2 3 4. Target: 24.", "--method", "greedy", "--model", NAME]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["answer", "score", "method", "verdict", "compute"]
     assert lines[3] == "verdict: solved"
 
 
 def test_solve_command_says_nothing_about_correctness_for_other_problems(capsys):
-    assert main(["solve", "What is the capital of France?", "--method", "greedy"]) == 0
+    assert main(["solve", "What is the capital of France?", "--method", "greedy", "--model", NAME]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["answer", "score", "method", "compute"]
-    assert main(["solve", "What is the capital of France?", "--method", "greedy", "--json"]) == 0
+    assert main(["solve", "What is the capital of France?", "--method", "greedy", "--json", "--model", NAME]) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] is None
 
 
@@ -125,6 +131,13 @@ def test_evaluate_refuses_an_override_without_a_value_in_one_line(capsys):
 def test_solve_command_runs_the_new_methods(capsys, tmp_path, method):
     config = tmp_path / "small.yaml"
     config.write_text("sampling: {max_step_tokens: 32, max_steps: 6}\ndvts: {n: 4, width: 2}\nrebase: {width: 4}\n")
-    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--method", method, "--config", str(config), "--json"]) == 0
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--method", method, "--config", str(config), "--json", "--model", NAME]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == method and result["generated_tokens"] > 0
+
+
+def test_the_python_api_takes_a_model_by_name(model):
+    by_name = ReflectiveSearch(NAME, GREEDY)
+    assert by_name.model.source == model.source
+    assert by_name.solve("Numbers: 2 3 4. Target: 24.").text == ReflectiveSearch(model, GREEDY).solve(
+        "Numbers: 2 3 4. Target: 24.").text == "4*2=8, left 3 8.\n\n8*3=24, left 24.\n\nAnswer: 4*2*3.\n\n"

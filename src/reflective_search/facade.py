@@ -30,7 +30,8 @@ class ReflectiveSearch:
     """Solve problems with a reflective model and a configured search.
 
     Args:
-        model: a ``ReflectiveModel``.
+        model: a ``ReflectiveModel``; a name or folder (loaded with ``from_pretrained``); or
+            None, the shipped default model.
         config: a ``SearchConfig``, a dict of overrides, a YAML path, or None (MCTS defaults).
             It overrides the search defaults the model carries for its task
             (``ModelSettings.search_defaults``), which override the library's defaults:
@@ -40,8 +41,12 @@ class ReflectiveSearch:
             config names, built over ``model``. Fakes stand in here for tests.
     """
 
-    def __init__(self, model, config: SearchConfig | Mapping[str, Any] | str | Path | None = None,
+    def __init__(self, model=None, config: SearchConfig | Mapping[str, Any] | str | Path | None = None,
                  expander: Expander | None = None) -> None:
+        if model is None or isinstance(model, (str, Path)):
+            from reflective_search.default_model import load_default_model
+
+            model = load_default_model(None if model is None else str(model))
         self.model = model
         settings = getattr(model, "settings", None)
         self.config = load_search_config(config, dict(getattr(settings, "search_defaults", ())))

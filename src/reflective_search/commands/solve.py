@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
         "cpu_seconds": round(stats.cpu_seconds, 3), "unspent_tokens": stats.unspent_tokens,
+        "greedy": None if solution.method == "greedy" else _greedy(model, config, args.problem),
     }
     if args.json:
         print(json.dumps(result))
@@ -61,7 +62,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"verdict: {result['verdict']}")
         print(f"compute: {stats.generated_tokens} generated tokens, {stats.forwarded_tokens} forwarded, "
               f"{stats.expansions} expansions, {result['seconds']} s")
+        if result["greedy"]:
+            print(_head_line(result))
     return 0
+
+
+def _greedy(model, config, problem: str) -> dict:
+    """Greedy decoding's answer and head score, to set the search's pick against (the head at work)."""
+    from reflective_search.facade import ReflectiveSearch
+
+    greedy = ReflectiveSearch(model, config.replace(method="greedy")).solve(problem)
+    return {"answer": greedy.answer, "score": round(greedy.score, 4), "verdict": _verdict(problem, greedy.text),
+            "generated_tokens": greedy.stats.generated_tokens}
+
+
+def _head_line(result: dict) -> str:
+    greedy = result["greedy"]
+    verdict = f", {greedy['verdict'].split(':')[0]}" if greedy["verdict"] else ""
+    return (f"head: the chosen path scores {result['score']}; greedy decoding's path scores {greedy['score']} "
+            f"(answer {greedy['answer']}{verdict}; {greedy['generated_tokens']} more tokens, not counted above)")
 
 
 def _verdict(problem: str, response: str) -> str | None:

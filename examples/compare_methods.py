@@ -21,10 +21,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="Best-of-N samples")
     parser.add_argument("--max-step-tokens", type=int, default=32, help="a step is cut after this many tokens")
     parser.add_argument("--out", default="runs/compare_methods", help="folder for compare.png")
+    parser.add_argument("--model", help="a model name or folder (default: the shipped model)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    model = load_default_model()
+    model = load_default_model(args.model)
     sampling = {"max_step_tokens": args.max_step_tokens, "max_steps": 6}
     best_of_n = ReflectiveSearch(model, {"method": "best_of_n", "best_of_n": {"n": args.n}, "sampling": sampling})
     bon = best_of_n.solve(args.problem)

@@ -21,10 +21,11 @@ def main() -> None:
     parser.add_argument("--out", default="runs/solve_and_visualise", help="folder for tree.json/.html/.png")
     parser.add_argument("--tokens", type=int, default=2048, help="MCTS budget in generated tokens")
     parser.add_argument("--max-step-tokens", type=int, default=32, help="a step is cut after this many tokens")
+    parser.add_argument("--model", help="a model name or folder (default: the shipped model)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    model = load_default_model()
+    model = load_default_model(args.model)
     config = {
         "method": "mcts",
         "record_history": True,  # snapshots per round: the viewer's slider replays the search

@@ -19,8 +19,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_RUNS = {  # example -> arguments after --out
-    "solve_and_visualise": ["--tokens", "120", "--max-step-tokens", "8"],
-    "compare_methods": ["--n", "3", "--max-step-tokens", "8"],
+    "solve_and_visualise": ["--tokens", "120", "--max-step-tokens", "8", "--model", "countdown-tiny"],
+    "compare_methods": ["--n", "3", "--max-step-tokens", "8", "--model", "countdown-tiny"],
     "custom_model": ["--max-step-tokens", "8"],
 }
 

@@ -20,3 +20,31 @@ def test_search_table_reports_pass_at_the_sample_count_asked_for(capsys):
     _print_search_table(3, row, samples=4)
     assert capsys.readouterr().out.splitlines()[-1] == (
         "  pass@4 0.500  trajectory AUC sprm 0.600 logprob 0.700  step AUC by position 0:0.550")
+
+
+def test_an_evaluation_layers_task_then_model_then_overrides_and_nothing_after(tiny_llama):
+    import dataclasses
+
+    from reflective_search import ReflectiveSearch
+    from reflective_search.train.evaluate import search_config
+    from reflective_search.train.tasks import get_task
+
+    chosen = (("sampling.temperature", 0.9), ("mcts.children", 3), ("sampling.max_steps", 5))
+    model = tiny_llama.with_head(tiny_llama.head, dataclasses.replace(tiny_llama.settings, search_defaults=chosen))
+    config = ReflectiveSearch(model, search_config(model, get_task("countdown"), {"mcts.children": 2})).config
+    assert (config.sampling.temperature, config.mcts.children) == (0.9, 2)  # the model's choice, the override
+    assert (config.sampling.max_step_tokens, config.sampling.max_steps) == (32, 5)  # the task's, the model's
+    # An override equal to the library's default still wins over the model's choice.
+    explicit = search_config(model, get_task("countdown"), {"sampling.temperature": 0.7})
+    assert ReflectiveSearch(model, explicit).config.sampling.temperature == 0.7
+
+
+def test_evaluate_search_runs_only_the_methods_asked_for(tmp_path, capsys):
+    from reflective_search.cli import main
+
+    assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "2", "--methods", "greedy", "mcts",
+                 "--mcts", "budget.tokens=60", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
+    assert set(row) == {"greedy", "mcts"}
+    assert row["mcts"]["overrides"] == {"sampling.temperature": 0.7, "budget.tokens": 60}
+    assert (tmp_path / "search.png").is_file()

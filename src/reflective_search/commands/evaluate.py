@@ -19,6 +19,9 @@ from pathlib import Path
 from reflective_search.commands import add_command
 
 
+SEARCH_METHODS = ("greedy", "best_of_n", "mcts")
+
+
 def register(subparsers) -> None:
     parser = add_command(subparsers, "evaluate", "measure a policy, its SPRM head and the searches",
                          "On Countdown's splits or a problems file; each of calibrate, heads and search prints a "
@@ -28,14 +31,17 @@ def register(subparsers) -> None:
     calibrate.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
     heads = add_command(which, "heads", "measure the SPRM quality of one or more models on the same samples")
     heads.add_argument("--split", choices=["valid", "eval"], default="valid")
-    heads.add_argument("--temperature", type=float, default=1.0)
+    heads.add_argument("--temperature", type=float, default=None,
+                       help="sampling temperature (default: the model's search default, else the library's 0.7)")
     heads.add_argument("--trajectories", help="a JSONL of samples to score: reused if it exists, else written")
     search = add_command(which, "search", "compare greedy, Best-of-N variants, self-consistency and MCTS")
-    search.add_argument("--temperature", type=float, default=1.0)
+    search.add_argument("--temperature", type=float, default=None,
+                       help="sampling temperature (default: the model's search default, else the library's 0.7)")
     search.add_argument("--split", choices=["valid", "eval"], default="eval")
     search.add_argument("--mcts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="MCTS overrides, e.g. budget.tokens=400 mcts.children=2")
-    search.add_argument("--skip-mcts", action="store_true", help="only greedy and Best-of-N")
+    search.add_argument("--methods", nargs="+", choices=SEARCH_METHODS, default=list(SEARCH_METHODS),
+                        help="which to run (default: all; best_of_n also gives log-prob and self-consistency)")
     for sub in (calibrate, heads, search):
         sub.add_argument("--model", action="append", help="saved model directory or shipped name "
                          "(default: the shipped model); heads takes several")
@@ -155,7 +161,7 @@ def _head_samples(model, problems, args, position: int, task):
         (Path(args.trajectories) if args.trajectories else None)
     if path is not None and path.is_file():
         return load_trajectories(model, path)
-    trajectories = sample_trajectories(model, problems, args.samples, args.temperature, seed=1, task=task)
+    trajectories = sample_trajectories(model, problems, args.samples, temperature(args, model), seed=1, task=task)
     if path is not None:
         save_trajectories(trajectories, path)
     return trajectories
@@ -173,15 +179,15 @@ def _search(args) -> dict:
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
     from reflective_search.experiments.spec import parse_override
 
-    overrides = {"sampling.temperature": args.temperature,
-                 **dict(parse_override(o, "--mcts", "budget.tokens=400") for o in args.mcts)}
-    SearchConfig().replace(**overrides)
+    mcts = dict(parse_override(o, "--mcts", "budget.tokens=400") for o in args.mcts)
+    SearchConfig().replace(**mcts)
     model, task, out = _models(args)[0], _task(args), {}
+    overrides = {"sampling.temperature": temperature(args, model), **mcts}
     for label, problems in _groups(args, args.split):
-        greedy = greedy_result(model, problems, task)
-        report = best_of_n_report(model, problems, args.samples, args.temperature, task)
-        row = {"greedy": greedy.as_dict(), **report}
-        if not args.skip_mcts:
+        row = {"greedy": greedy_result(model, problems, task).as_dict()} if "greedy" in args.methods else {}
+        if "best_of_n" in args.methods:
+            row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task)
+        if "mcts" in args.methods:
             row["mcts"] = {**mcts_result(model, problems, overrides, task).as_dict(), "overrides": overrides}
         out[label] = row
         _print_search_table(label, row, args.samples)
@@ -190,11 +196,22 @@ def _search(args) -> dict:
     return out
 
 
+def temperature(args, model) -> float:
+    """--temperature, else the model's search default, else the library's."""
+    from reflective_search.config import SearchConfig
+
+    if args.temperature is not None:
+        return args.temperature
+    return dict(model.settings.search_defaults).get("sampling.temperature", SearchConfig().sampling.temperature)
+
+
 def _print_search_table(label: str, row: dict, samples: int) -> None:
     print(f"\n{label}: method | accuracy | generated tokens / problem | s / problem")
     for method, result in row.items():
         if isinstance(result, dict) and "accuracy" in result:
             print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")
+    if f"pass@{samples}" not in row:
+        return
     print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "
           f"logprob {row['trajectory_auc_logprob']:.3f}  step AUC by position {_fmt(row['step_auc_by_position'])}")
 

@@ -120,15 +120,22 @@ def run_search(model: ReflectiveModel, problems: Sequence[TrainingProblem], over
     """Solutions for every problem, in chunks that share model calls."""
     from reflective_search.facade import ReflectiveSearch
 
-    from reflective_search.config import SearchConfig
-
-    search = ReflectiveSearch(model, SearchConfig().replace(**{**dict(task.search_defaults), **overrides}))
+    search = ReflectiveSearch(model, search_config(model, task, overrides))
     solutions, start = [], time.perf_counter()
     for first in range(0, len(problems), chunk):
         solutions += search.solve_batch([p.text for p in problems[first: first + chunk]])
         print(f"  {overrides.get('method')}: {len(solutions)}/{len(problems)} {time.perf_counter() - start:.0f}s",
               file=log, flush=True)
     return solutions
+
+
+def search_config(model: ReflectiveModel, task: Task, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The whole config an evaluation searches with: the library's defaults, then the task's, then
+    the model's own (its chosen settings), then ``overrides``; every key set, so nothing is re-layered."""
+    from reflective_search.config import SearchConfig, to_dict
+
+    layers = {**dict(task.search_defaults), **dict(model.settings.search_defaults), **overrides}
+    return to_dict(SearchConfig().replace(**layers))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,11 +42,14 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 
 def cli_process(*argv: str, **popen_options) -> subprocess.Popen:
-    """``reflective-search ARGV`` as a child process (PYTHONPATH=src, one torch thread)."""
+    """``reflective-search ARGV`` as a child process (PYTHONPATH=src, one torch thread), with
+    Ctrl-C's default action: a suite started as a background job (``nohup ... &``) inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", ENTRY_POINT, *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen_options)
 
 
 def read_results(run_dir: Path) -> list[dict]:

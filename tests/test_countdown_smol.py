@@ -64,3 +64,18 @@ def test_without_the_base_package_the_default_is_one_line_naming_what_to_install
     assert captured.out == ""
     assert captured.err == ("error: the base model smollm2-135m-instruct needs the no_such_package_here package: "
                             f"run `{spec.install}`\n")
+
+
+@pytest.mark.parametrize("method", ["best_of_n", "majority", "mcts"])
+def test_the_shipped_search_configs_hold_the_settings_the_model_was_evaluated_with(method):
+    """search_configs/{method}.yaml sets exactly the model's chosen settings for that method."""
+    from pathlib import Path
+
+    from reflective_search.config import flatten
+    from reflective_search.yaml_io import read_yaml_mapping
+
+    chosen = json.loads((shipped_model_path(NAME) / "reflective_config.json").read_text())["search_defaults"]
+    sections = ("sampling", method, "select") + (("budget",) if method == "mcts" else ())
+    wanted = {key: value for key, value in chosen.items() if key.split(".")[0] in sections}
+    config = flatten(read_yaml_mapping(Path(__file__).parents[1] / "search_configs" / f"{method}.yaml")["search"])
+    assert {key: config.get(key) for key in wanted} == wanted and config["method"] == method

@@ -134,6 +134,30 @@ def test_train_sprm_cli_on_a_math_file_refuses_one_class(tiny_llama, tmp_path, c
         "other problems, more samples, or another temperature")
 
 
+def test_train_sprm_saves_the_search_settings_it_is_given_over_the_task_defaults(tiny_llama, tmp_path):
+    from reflective_search import ReflectiveSearch
+
+    model_dir = tmp_path / "policy"
+    for_task(_fresh(tiny_llama), get_task("countdown")).save_pretrained(model_dir)
+    trajectories = write_jsonl(tmp_path / "t.jsonl", [
+        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "response": r, "correct": c}
+        for r, c in [("7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n", True),
+                     ("8*3=24, left 7 24.\n\n24+7=29, left 29.\n\nAnswer: 8*3+7.\n\n", False)]])
+    assert main(["train", "sprm", "--model", str(model_dir), "--trajectories", str(trajectories), "--epochs", "1",
+                 "--out", str(tmp_path / "out"), "--search", "mcts.c_puct=1.0", "sampling.max_steps=5"]) == 0
+    saved = json.loads((tmp_path / "out" / "reflective_config.json").read_text())["search_defaults"]
+    assert saved == {"sampling.max_step_tokens": 32, "sampling.max_steps": 5, "mcts.c_puct": 1.0}
+    config = ReflectiveSearch(ReflectiveModel.from_pretrained(tmp_path / "out")).config
+    assert (config.mcts.c_puct, config.sampling.max_steps, config.sampling.max_step_tokens) == (1.0, 5, 32)
+
+
+def test_train_sprm_refuses_a_bad_search_setting_before_any_work(tmp_path, capsys):
+    assert main(["train", "sprm", "--model", "no-such-model", "--out", str(tmp_path / "out"),
+                 "--search", "mcts.cpuct=1"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown key 'mcts.cpuct' (did you mean 'c_puct'?)")
+    assert not (tmp_path / "out").exists()
+
+
 # -- the real base: SmolLM2, a few steps of each kind -----------------------------------------------
 
 

@@ -116,6 +116,9 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
                              "checker's labels, a diagnostic upper bound that no shipped head may use")
     parser.add_argument("--standardise", action="store_true",
                         help="frozen heads: standardise the features (their training mean and std are saved with the head)")
+    parser.add_argument("--search", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="search settings the saved model carries (its search defaults, used by solve, run and "
+                             "evaluate unless a config overrides them), e.g. mcts.c_puct=1.0 budget.tokens=300")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.set_defaults(func=run_sprm)
 
@@ -189,6 +192,7 @@ def run_sprm(args: argparse.Namespace) -> int:
     from reflective_search.train.tasks import get_task, load_problems
 
     torch.set_num_threads(1)
+    chosen = search_settings(args.search)  # a bad setting fails before any work
     prepare_output_dir(args.out, "--out")
     if args.trajectories and not Path(args.trajectories).is_file():
         check_writable(args.trajectories, "--trajectories")
@@ -215,11 +219,29 @@ def run_sprm(args: argparse.Namespace) -> int:
                         learning_rate=args.learning_rate, feature_layer=args.feature_layer,
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
-    model = train_head(model, trajectories, config, task=task)
+    model = with_search_defaults(train_head(model, trajectories, config, task=task), chosen)
     model.save_pretrained(args.out)
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
           f"{time.perf_counter() - start:.0f} s, saved to {args.out}")
     return 0
+
+
+def search_settings(options: list[str]) -> dict:
+    """``--search KEY=VALUE`` options as dotted keys, checked against the search config."""
+    from reflective_search.config import SearchConfig
+    from reflective_search.experiments.spec import parse_override
+
+    chosen = dict(parse_override(option, "--search", "mcts.c_puct=1.0") for option in options)
+    SearchConfig().replace(**chosen)
+    return chosen
+
+
+def with_search_defaults(model, chosen: dict):
+    """``model`` carrying ``chosen`` over the search defaults it had (its task's)."""
+    import dataclasses
+
+    merged = tuple({**dict(model.settings.search_defaults), **chosen}.items())
+    return model.with_head(model.head, dataclasses.replace(model.settings, search_defaults=merged), model.feature_norm)
 
 
 def _executor_sampler(args: argparse.Namespace):

@@ -260,8 +260,11 @@ def frozen_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], 
                     labels: str = "outcome", task: Task | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features [S, H], labels [S], trajectory index [S] and step index [S] of every step."""
+    from tqdm import tqdm
+
     feats, targets, owners, index = [], [], [], []
-    for start in range(0, len(trajectories), batch_size):
+    starts = range(0, len(trajectories), batch_size)
+    for start in tqdm(starts, desc="head features", unit="batch", disable=len(starts) < 2, file=sys.stderr):
         batch = make_step_batch(model, trajectories[start: start + batch_size], labels, task)
         feats.append(batch_features(model, batch))
         targets.append(batch.labels)

@@ -174,13 +174,10 @@ def _fmt(by_position: dict) -> str:
 def _search(args) -> dict:
     from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_result
 
-    from reflective_search.config import SearchConfig
-
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
-    from reflective_search.experiments.spec import parse_override
+    from reflective_search.experiments.spec import parse_search_settings
 
-    mcts = dict(parse_override(o, "--mcts", "budget.tokens=400") for o in args.mcts)
-    SearchConfig().replace(**mcts)
+    mcts = parse_search_settings(args.mcts, "--mcts", "budget.tokens=400")
     model, task, out = _models(args)[0], _task(args), {}
     overrides = {"sampling.temperature": temperature(args, model), **mcts}
     for label, problems in _groups(args, args.split):

@@ -228,12 +228,9 @@ def run_sprm(args: argparse.Namespace) -> int:
 
 def search_settings(options: list[str]) -> dict:
     """``--search KEY=VALUE`` options as dotted keys, checked against the search config."""
-    from reflective_search.config import SearchConfig
-    from reflective_search.experiments.spec import parse_override
+    from reflective_search.experiments.spec import parse_search_settings
 
-    chosen = dict(parse_override(option, "--search", "mcts.c_puct=1.0") for option in options)
-    SearchConfig().replace(**chosen)
-    return chosen
+    return parse_search_settings(options, "--search", "mcts.c_puct=1.0")
 
 
 def with_search_defaults(model, chosen: dict):

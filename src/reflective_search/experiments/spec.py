@@ -102,6 +102,15 @@ def parse_override(text: str, label: str = "override", example: str = "search.mc
         raise ConfigError(f"{label} {text!r}: the value is not valid YAML") from None
 
 
+def parse_search_settings(options, label: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options as dotted search keys, checked against SearchConfig (one-line errors)."""
+    from reflective_search.config import SearchConfig
+
+    chosen = dict(parse_override(option, label, example) for option in options)
+    SearchConfig().replace(**chosen)
+    return chosen
+
+
 def apply_override(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
     """Set one dotted key; ``sweep.<dotted search key>`` sets one sweep entry."""
     if key.startswith("sweep."):

@@ -90,6 +90,28 @@ def test_training_features_are_the_features_inference_scores():
     assert labels.tolist() == [1.0] * 6 and steps.tolist() == [0, 1, 2, 0, 1, 2]
 
 
+def test_prompt_shared_features_equal_one_full_forward_per_trajectory():
+    from reflective_search.train.sprm import batch_features
+
+    torch.manual_seed(0)
+    model = build_policy(PolicyConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64))
+    problems = [countdown((3, 7, 8), 29), countdown((3, 7, 8, 2), 58), countdown((4, 5, 6), 26)]
+    responses = ["7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n", "8-7=1, left 3 1.\n\nAnswer: 8",
+                 ".\n\nAnswer: 3.", "", "4*5=20, left 6 20.\n\n20+6=26."]
+    trajectories = [Trajectory(p, tuple(model.encode_prompt(p.text)), tuple(model.tokenizer(r, add_special_tokens=False)["input_ids"]),
+                               r, k % 2 == 0)
+                    for k, (p, r) in enumerate((p, r) for p in problems for r in responses)]
+    # rows=4: the 5 trajectories of a prompt exceed a chunk, prompts of two lengths never share one
+    features, labels, owners, steps = frozen_features(model, trajectories, batch_size=4)
+    batch = make_step_batch(model, trajectories)
+    with torch.no_grad():
+        expected = batch_features(model, batch)
+    assert owners.tolist() == batch.rows.tolist() and steps.tolist() == batch.step_index.tolist()
+    assert labels.tolist() == batch.labels.tolist()
+    assert 0 in batch.step_index.tolist() and features.shape == expected.shape
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
+
+
 def test_step_batch_reads_each_step_where_its_delimiter_is_emitted():
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
     problem = countdown((3, 7, 8), 29)

@@ -248,3 +248,43 @@ def test_unset_options_of_train_policy_take_the_fine_tuning_defaults():
         FinetuneConfig().steps, FinetuneConfig().batch_size, 16, 1e-3)
     full = finetune_config(build_parser().parse_args(["train", "policy", "--base", "b", "--out", "o", "--lora", "0"]))
     assert (full.lora_rank, full.learning_rate) == (0, 1e-4)
+
+
+def test_expert_iteration_trains_the_shipped_adapter_further_on_its_correct_samples(smol_cache, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from reflective_search.shipped import shipped_model_path
+
+    require_smol()
+    samples = write_jsonl(tmp_path / "trajectories.jsonl", [
+        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "correct": True,
+         "response": "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"},
+        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "correct": False,
+         "response": "8*3=24, left 7 24.\n\n24+7=29, left 29.\n\nAnswer: 8*3+7.\n\n"},
+        {"problem": "Numbers: 2 3 4. Target: 24.", "answer": "24", "correct": True,
+         "response": "4*2=8, left 3 8.\n\n8*3=24, left 24.\n\nAnswer: 4*2*3.\n\n"},
+    ])
+    assert [p.solution is not None for p in read_problem_file(samples, need="solution")] == [True, True]
+    out = tmp_path / "round2"
+    command = ["train", "policy", "--base", "countdown-smol", "--problems", str(samples), "--task", "countdown",
+               "--out", str(out), "--steps", "1", "--batch-size", "1", "--held-out", "1", "--learning-rate", "1e-6"]
+    assert main(command + ["--lora", "8"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "holds a LoRA adapter of rank 16: continue it with --lora 16, or fine-tune full weights with --lora 0")
+    assert main(command + ["--lora", "16"]) == 0
+    assert not (out / "model.safetensors").exists()  # an adapter over the named base again, not 538 MB
+    config = json.loads((out / "reflective_config.json").read_text())
+    assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", False)  # the head must be retrained
+    before = load_file(str(shipped_model_path("countdown-smol") / "adapter_model.safetensors"))
+    after = load_file(str(out / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    # One step at lr 1e-6 from the shipped adapter: moved, but only just (a fresh adapter would be far off).
+    assert any(not torch.equal(before[k].float(), after[k]) for k in before)
+    assert all(torch.allclose(before[k].float(), after[k], atol=1e-4) for k in before)
+
+
+def test_a_trajectories_file_with_no_correct_sample_is_refused_for_fine_tuning(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"problem": "Numbers: 3 7 8. Target: 29.", "response": "x", "correct": False}])
+    with pytest.raises(ProblemError) as caught:
+        read_problem_file(path, need="solution")
+    assert str(caught.value) == f"{path}: none of its trajectories is correct, so there is nothing to fine-tune on"

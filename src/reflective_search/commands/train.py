@@ -41,10 +41,12 @@ def _register_policy(parser: argparse.ArgumentParser) -> None:
     defaults, tuned = PolicyConfig(), FinetuneConfig()
     parser.add_argument("--out", required=True, help="directory to save the trained policy in")
     parser.add_argument("--base", help="a base model's name (e.g. smollm2-135m-instruct) or a saved model folder "
-                                       "to fine-tune; omitted: train the tiny Countdown Llama from scratch")
+                                       "to fine-tune (a LoRA model goes on training its own adapter); omitted: train the "
+                                       "tiny Countdown Llama from scratch")
     parser.add_argument("--problems", default="countdown",
                         help="countdown (the generator, solutions along random solver paths) or a JSONL file of "
-                             "records with 'problem' and 'solution'")
+                             "records with 'problem' and 'solution' (or a trajectories file of train sprm, whose "
+                             "correct responses become the solutions: expert iteration)")
     parser.add_argument("--task", choices=["countdown", "math"],
                         help="the task the model is trained for (default: countdown for the generator, math for a file)")
     parser.add_argument("--lora", type=int, default=16, metavar="RANK",

@@ -65,6 +65,24 @@ def add_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
     return model.with_backbone(get_peft_model(model.backbone, lora))
 
 
+def continue_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
+    """The model's own LoRA adapter, trainable again over its unmerged named base (expert
+    iteration: a second round of fine-tuning saves an adapter of the same size, not full weights)."""
+    from peft import PeftConfig, PeftModel
+
+    from reflective_search.errors import ProblemError
+    from reflective_search.model.bases import load_base
+
+    rank = PeftConfig.from_pretrained(str(model.adapter_source)).r
+    if rank != config.lora_rank:
+        raise ProblemError(f"{model.adapter_source} holds a LoRA adapter of rank {rank}: continue it with "
+                           f"--lora {rank}, or fine-tune full weights with --lora 0")
+    dtype = next(model.backbone.parameters()).dtype
+    base, _ = load_base(model.base_name, dtype, model.backbone.config._attn_implementation or "sdpa")
+    adapter = PeftModel.from_pretrained(base.to(model.device), str(model.adapter_source), is_trainable=True)
+    return model.with_backbone(adapter)
+
+
 def make_batch(model: ReflectiveModel, examples: list[TrainingProblem]) -> dict[str, torch.Tensor]:
     """Padded ids, mask and response-only labels (prompt and padding are -100)."""
     encoded = [encode_example(model, e.text, e.solution) for e in examples]
@@ -259,13 +277,17 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
     model = for_task(load_start(base), get_task(task_name))
     for probe in (example(0), *valid[:1]):
         encode_example(model, probe.text, probe.solution)  # a bad record fails now, not at step 1,000
+    # A LoRA run saves an adapter over the named base when it trains one over exactly that base.
+    over_base = bool(config.lora_rank) and (base == model.base_name or model.adapter_source is not None)
     if config.lora_rank:
-        model = add_lora(model, config)
+        model = continue_lora(model, config) if model.adapter_source is not None else add_lora(model, config)
     model, summary = finetune(model, example, config, out)
+    # The head read the old backbone's states: it must be trained again on the new one.
+    model = model.with_head(model.head, dataclasses.replace(model.settings, head_trained=False), model.feature_norm)
     summary["held_out_loss"] = held_out_loss(model, valid) if valid else float("nan")
     summary["kind"] = f"LoRA r={config.lora_rank}" if config.lora_rank else "full"
     summary["config"] = dataclasses.asdict(config)
-    save_policy(model, out, bool(config.lora_rank) and base == model.base_name, adapter_dtype)
+    save_policy(model, out, over_base, adapter_dtype)
     return summary
 
 

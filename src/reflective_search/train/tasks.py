@@ -99,6 +99,10 @@ def read_problem_file(path, need: str | None = None) -> list[TrainingProblem]:
     problems = [_parse_record(line, number, path, need) for number, line in enumerate(lines, 1) if line.strip()]
     if not problems:
         raise ProblemError(f"{path}: holds no problems (one JSON object per line)")
+    if need == "solution":  # a trajectories file: its wrong trajectories are no solutions
+        problems = [p for p in problems if p.solution is not None]
+        if not problems:
+            raise ProblemError(f"{path}: none of its trajectories is correct, so there is nothing to fine-tune on")
     return problems
 
 
@@ -109,13 +113,20 @@ def _parse_record(line: str, number: int, path: Path, need: str | None) -> Train
         raise ProblemError(f"{path}:{number}: not a JSON object") from None
     if not isinstance(record, dict) or not isinstance(record.get("problem"), str) or not record["problem"].strip():
         raise ProblemError(f"{path}:{number}: a record needs a non-empty 'problem' text")
-    if need is not None and record.get(need) in (None, "", []):
-        raise ProblemError(f"{path}:{number}: the record has no '{need}', which this command needs")
     solution = record.get("solution")
+    if need == "solution" and solution is None and _is_trajectory(record):
+        solution = record["response"] if record["correct"] else None  # expert iteration: correct samples only
+    elif need is not None and record.get(need) in (None, "", []):
+        raise ProblemError(f"{path}:{number}: the record has no '{need}', which this command needs")
     if isinstance(solution, list):
         solution = ".\n\n".join(str(step).rstrip(".") for step in solution) + ".\n\n"
     answer = record.get("answer")
     return TrainingProblem(record["problem"], None if answer is None else str(answer), solution)
+
+
+def _is_trajectory(record: dict) -> bool:
+    """A line of a trajectories file (``train sprm --trajectories``): a response and its correctness."""
+    return isinstance(record.get("response"), str) and isinstance(record.get("correct"), bool)
 
 
 def countdown_problems(count: int, number_counts: Sequence[int], seed: int,

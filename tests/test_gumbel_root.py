@@ -64,3 +64,18 @@ def test_start_halving_scales_the_draws():
     # at scale 1 the draws win: 9 - .51 and 5 - .92 beat 0
     state = start_halving(tree, np.array([0.0, 9.0, 5.0]), 1.0, 2)
     assert state.survivors == [2, 3] and state.rounds == 1
+
+
+def test_when_the_considered_children_are_finished_the_next_best_root_child_spends_the_budget():
+    # Children 1 and 2 are considered (the best two draws); every step below them ends its path.
+    texts = {(first, i): f"end{first}{i}<eos>" for first in (1, 2) for i in range(4)}
+    config = config_from_dict({
+        "method": "mcts", "budget": {"tokens": None, "expansions": 6}, "sampling": {"max_steps": 4},
+        "mcts": {"children": 4, "batch_leaves": 1, "root": "gumbel", "gumbel": {"considered": 2}}})
+    expander = BanditExpander({}, texts)
+    search = functools.partial(mcts, draw_gumbel=lambda seed, count: np.array([0.0, 2.0, 1.0, 0.5][:count]))
+    [outcome] = run_searches([search([1, 2], "q", config, 0)], expander)
+    # Once 1 and 2 are finished, child 3 (the next best draw) is readmitted and searched below
+    # (0 stays out while 3 is open): the budget is spent, not idled on finished paths.
+    assert expander.calls == [[()], [(1,)], [(2,)], [(3,)], [(3, 0)], [(3, 1)]]
+    assert outcome.meter.expansions == 6

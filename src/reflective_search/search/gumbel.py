@@ -94,11 +94,33 @@ def advance_rounds(tree: Tree, state: HalvingState, spent: float, use_max: bool)
 
 
 def next_root_child(tree: Tree, state: HalvingState, use_max: bool) -> int:
-    """The survivor with the fewest simulations so far (best score on ties); counts it."""
+    """The survivor with the fewest simulations so far (best score on ties) among those with
+    an open leaf below; counts it. When every survivor's subtree is finished, the best-ranked
+    other root child with an open leaf is readmitted (``readmit``), so the budget is spent
+    instead of idling on finished paths."""
+    live = [c for c in state.survivors if open_below(tree, c)] or readmit(tree, state)
     scores = halving_scores(tree, state, use_max)
-    child = min(state.survivors, key=lambda c: (state.simulations[c], -scores[c], c))
+    child = min(live or state.survivors, key=lambda c: (state.simulations[c], -scores[c], c))
     state.simulations[child] += 1
     return child
+
+
+def readmit(tree: Tree, state: HalvingState) -> list[int]:
+    """Add the root child outside the survivors with the best g + logit that still has an open
+    leaf below it (mutates ``state``); returns it as a one-item list, or [] if there is none."""
+    logits = root_logits(tree, state.children)
+    waiting = [i for i, c in enumerate(state.children) if c not in state.survivors and open_below(tree, c)]
+    if not waiting:
+        return []
+    child = state.children[min(waiting, key=lambda i: (-(state.gumbel[i] + logits[i]), i))]
+    state.survivors.append(child)
+    state.simulations.setdefault(child, 0)
+    return [child]
+
+
+def open_below(tree: Tree, node: int) -> bool:
+    """Whether a leaf in ``node``'s subtree (``node`` itself, unexpanded) can still be expanded."""
+    return any(not tree.terminal[leaf] for leaf in tree.leaves() if node in tree.path(leaf))
 
 
 def final_root_child(tree: Tree, state: HalvingState, use_max: bool) -> int:

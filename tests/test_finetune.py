@@ -250,20 +250,23 @@ def test_unset_options_of_train_policy_take_the_fine_tuning_defaults():
     assert (full.lora_rank, full.learning_rate) == (0, 1e-4)
 
 
+SMOL_SAMPLES = [
+    {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "correct": True,
+     "response": "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"},
+    {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "correct": False,
+     "response": "8*3=24, left 7 24.\n\n24+7=29, left 29.\n\nAnswer: 8*3+7.\n\n"},
+    {"problem": "Numbers: 2 3 4. Target: 24.", "answer": "24", "correct": True,
+     "response": "4*2=8, left 3 8.\n\n8*3=24, left 24.\n\nAnswer: 4*2*3.\n\n"},
+]
+
+
 def test_expert_iteration_trains_the_shipped_adapter_further_on_its_correct_samples(smol_cache, tmp_path, capsys):
     from safetensors.torch import load_file
 
     from reflective_search.shipped import shipped_model_path
 
     require_smol()
-    samples = write_jsonl(tmp_path / "trajectories.jsonl", [
-        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "correct": True,
-         "response": "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"},
-        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "correct": False,
-         "response": "8*3=24, left 7 24.\n\n24+7=29, left 29.\n\nAnswer: 8*3+7.\n\n"},
-        {"problem": "Numbers: 2 3 4. Target: 24.", "answer": "24", "correct": True,
-         "response": "4*2=8, left 3 8.\n\n8*3=24, left 24.\n\nAnswer: 4*2*3.\n\n"},
-    ])
+    samples = write_jsonl(tmp_path / "trajectories.jsonl", SMOL_SAMPLES)
     assert [p.solution is not None for p in read_problem_file(samples, need="solution")] == [True, True]
     out = tmp_path / "round2"
     command = ["train", "policy", "--base", "countdown-smol", "--problems", str(samples), "--task", "countdown",
@@ -288,3 +291,22 @@ def test_a_trajectories_file_with_no_correct_sample_is_refused_for_fine_tuning(t
     with pytest.raises(ProblemError) as caught:
         read_problem_file(path, need="solution")
     assert str(caught.value) == f"{path}: none of its trajectories is correct, so there is nothing to fine-tune on"
+
+
+def test_joint_head_training_on_a_lora_policy_trains_its_adapter_and_saves_an_adapter(smol_cache, tmp_path):
+    from safetensors.torch import load_file
+
+    from reflective_search.shipped import shipped_model_path
+
+    require_smol()
+    samples, out = write_jsonl(tmp_path / "trajectories.jsonl", SMOL_SAMPLES), tmp_path / "joint"
+    assert main(["train", "sprm", "--model", "countdown-smol", "--trajectories", str(samples), "--out", str(out),
+                 "--backbone-scale", "1", "--epochs", "1", "--batch-size", "3"]) == 0
+    assert not (out / "model.safetensors").exists()  # the adapter trained, not 538 MB of merged weights
+    config = json.loads((out / "reflective_config.json").read_text())
+    assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", True)
+    before = load_file(str(shipped_model_path("countdown-smol") / "adapter_model.safetensors"))
+    after = load_file(str(out / "adapter_model.safetensors"))
+    assert before.keys() == after.keys() and any(not torch.equal(before[k].float(), after[k]) for k in before)
+    assert all(torch.allclose(before[k].float(), after[k], atol=1e-2) for k in before)  # one step of 1e-4
+    assert ReflectiveModel.from_pretrained(out).score_steps("Numbers: 3 7 8. Target: 29.", SMOL_SAMPLES[0]["response"])

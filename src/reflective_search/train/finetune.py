@@ -65,18 +65,19 @@ def add_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
     return model.with_backbone(get_peft_model(model.backbone, lora))
 
 
-def continue_lora(model: ReflectiveModel, config: FinetuneConfig) -> ReflectiveModel:
+def continue_lora(model: ReflectiveModel, rank: int | None = None) -> ReflectiveModel:
     """The model's own LoRA adapter, trainable again over its unmerged named base (expert
-    iteration: a second round of fine-tuning saves an adapter of the same size, not full weights)."""
+    iteration, joint head training: the result saves as an adapter of the same size, not
+    full weights). ``rank``: the rank asked for, refused if the adapter has another."""
     from peft import PeftConfig, PeftModel
 
     from reflective_search.errors import ProblemError
     from reflective_search.model.bases import load_base
 
-    rank = PeftConfig.from_pretrained(str(model.adapter_source)).r
-    if rank != config.lora_rank:
-        raise ProblemError(f"{model.adapter_source} holds a LoRA adapter of rank {rank}: continue it with "
-                           f"--lora {rank}, or fine-tune full weights with --lora 0")
+    saved = PeftConfig.from_pretrained(str(model.adapter_source)).r
+    if rank is not None and saved != rank:
+        raise ProblemError(f"{model.adapter_source} holds a LoRA adapter of rank {saved}: continue it with "
+                           f"--lora {saved}, or fine-tune full weights with --lora 0")
     dtype = next(model.backbone.parameters()).dtype
     base, _ = load_base(model.base_name, dtype, model.backbone.config._attn_implementation or "sdpa")
     adapter = PeftModel.from_pretrained(base.to(model.device), str(model.adapter_source), is_trainable=True)
@@ -280,7 +281,7 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
     # A LoRA run saves an adapter over the named base when it trains one over exactly that base.
     over_base = bool(config.lora_rank) and (base == model.base_name or model.adapter_source is not None)
     if config.lora_rank:
-        model = continue_lora(model, config) if model.adapter_source is not None else add_lora(model, config)
+        model = continue_lora(model, config.lora_rank) if model.adapter_source is not None else add_lora(model, config)
     model, summary = finetune(model, example, config, out)
     # The head read the old backbone's states: it must be trained again on the new one.
     model = model.with_head(model.head, dataclasses.replace(model.settings, head_trained=False), model.feature_norm)

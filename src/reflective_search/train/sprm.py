@@ -367,8 +367,12 @@ def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], confi
     if config.backbone_scale > 0:
         if config.standardise:
             raise ValueError("standardise applies to frozen heads (backbone_scale 0): the features move in joint training")
+        if model.adapter_source is not None:  # a LoRA policy: train its adapter, which saves as one again
+            from reflective_search.train.finetune import continue_lora
+
+            model = continue_lora(model)
         _train_joint(model, trajectories, config, log, task)
-        model.adapter_source = None  # the backbone changed: it is saved in full
+        model.adapter_source = None  # the backbone changed: saved as the trained adapter, or in full
     else:
         _train_frozen(model, trajectories, config, log, task)
     return model.eval()

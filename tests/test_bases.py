@@ -124,7 +124,8 @@ def test_from_backbone_takes_a_trained_head_and_its_standardisation(tiny_llama, 
 
 
 def test_a_standardised_frozen_head_trains_and_scores_as_trained(tiny_llama):
-    from reflective_search.train.sprm import HeadConfig, Trajectory, frozen_features, train_head
+    from reflective_search.train.sprm import HeadConfig, Trajectory, train_head
+    from reflective_search.train.step_features import frozen_features
     from reflective_search.train.tasks import TrainingProblem
 
     problem = TrainingProblem("Evaluate: 2+2", "4")

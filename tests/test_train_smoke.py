@@ -11,9 +11,8 @@ from reflective_search.model.reflective import ReflectiveModel
 from reflective_search.tasks.countdown import CountdownProblem, check_answer, problem_key
 from reflective_search.train.data import draw_example, held_out_keys
 from reflective_search.train.policy import PolicyConfig, build_policy, make_batch
-from reflective_search.train.sprm import (
-    Trajectory, frozen_features, make_step_batch, sample_trajectories, sample_with_search,
-)
+from reflective_search.train.sprm import Trajectory, sample_trajectories, sample_with_search
+from reflective_search.train.step_features import frozen_features, make_step_batch
 from reflective_search.train.tasks import TrainingProblem, countdown_problems, get_task
 
 
@@ -91,7 +90,7 @@ def test_training_features_are_the_features_inference_scores():
 
 
 def test_prompt_shared_features_equal_one_full_forward_per_trajectory():
-    from reflective_search.train.sprm import batch_features
+    from reflective_search.train.step_features import batch_features
 
     torch.manual_seed(0)
     model = build_policy(PolicyConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64))

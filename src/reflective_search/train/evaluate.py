@@ -22,7 +22,8 @@ import torch
 from reflective_search.model.reflective import ReflectiveModel
 from reflective_search.train import metrics
 from reflective_search.train.metrics import Scored
-from reflective_search.train.sprm import Trajectory, frozen_features, sample_trajectories
+from reflective_search.train.sprm import Trajectory, sample_trajectories
+from reflective_search.train.step_features import frozen_features
 from reflective_search.train.tasks import Task, TrainingProblem, get_task
 
 

@@ -151,6 +151,28 @@ def test_train_sprm_saves_the_search_settings_it_is_given_over_the_task_defaults
     assert (config.mcts.c_puct, config.sampling.max_steps, config.sampling.max_step_tokens) == (1.0, 5, 32)
 
 
+def test_a_head_for_block_steps_is_trained_and_scores_on_blocks(tiny_llama, tmp_path, capsys):
+    from reflective_search.config import StepConfig
+
+    model_dir, blocks = tmp_path / "policy", StepConfig("tokens", 4)
+    for_task(_fresh(tiny_llama), get_task("countdown")).save_pretrained(model_dir)
+    responses = ["7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n", "8*3=24, left 7 24.\n\nAnswer: 8*3+7.\n\n"]
+    trajectories = write_jsonl(tmp_path / "t.jsonl", [
+        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "response": r, "correct": i == 0}
+        for i, r in enumerate(responses)])
+    assert main(["train", "sprm", "--model", str(model_dir), "--trajectories", str(trajectories), "--epochs", "1",
+                 "--out", str(tmp_path / "out"), "--search", "sampling.step.kind=tokens", "sampling.step.size=4"]) == 0
+    trained = ReflectiveModel.from_pretrained(tmp_path / "out")
+    ids = [trained.tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
+    count = sum(len(trained.step_feature_positions(0, i, blocks)) for i in ids)
+    assert count != 5 == sum(len(trained.step_feature_positions(0, i, StepConfig())) for i in ids)
+    assert f"head features: {count} steps of 2 trajectories" in capsys.readouterr().err  # blocks, not delimiters
+    assert trained.search_step == blocks
+    for response in responses:  # scored by the rule the search uses, with no step given
+        assert trained.score_steps("Numbers: 3 7 8. Target: 29.", response) == \
+            trained.score_steps("Numbers: 3 7 8. Target: 29.", response, blocks)
+
+
 def test_train_sprm_refuses_a_bad_search_setting_before_any_work(tmp_path, capsys):
     assert main(["train", "sprm", "--model", "no-such-model", "--out", str(tmp_path / "out"),
                  "--search", "mcts.cpuct=1"]) == 2

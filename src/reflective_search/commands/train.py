@@ -221,7 +221,8 @@ def run_sprm(args: argparse.Namespace) -> int:
                         learning_rate=args.learning_rate, feature_layer=args.feature_layer,
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
-    model = with_search_defaults(train_head(model, trajectories, config, task=task), chosen)
+    # the settings first: the head is trained on the steps the saved model will search with
+    model = train_head(with_search_defaults(model, chosen), trajectories, config, task=task)
     model.save_pretrained(args.out)
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
           f"{time.perf_counter() - start:.0f} s, saved to {args.out}")

@@ -251,7 +251,8 @@ class ReflectiveModel(nn.Module):
     def score_steps(self, prompt: str, response: str, step=None) -> list[float]:
         """One score per step of ``response`` after ``format_prompt(prompt)``, in one pass.
 
-        ``step``: a ``config.StepConfig`` (None: delimiter steps), as the search cut them.
+        ``step``: a ``config.StepConfig``, as the search cut them (None: the model's own
+        rule, ``search_step``).
         """
         prompt_ids = self.encode_prompt(prompt)
         response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"]
@@ -274,10 +275,20 @@ class ReflectiveModel(nn.Module):
 
     def step_rule(self, step=None) -> "StepBoundary | BlockSteps":
         """Where steps end and are scored: the delimiter boundary, or blocks of
-        ``step.size`` tokens (``step``: a ``config.StepConfig``; None: delimiters)."""
-        if step is None or step.size is None:
+        ``step.size`` tokens (``step``: a ``config.StepConfig``; None: ``search_step``)."""
+        step = self.search_step if step is None else step
+        if step.size is None:
             return self.boundary
         return BlockSteps(step.size, score_final_step=self.settings.score_final_step)
+
+    @property
+    def search_step(self):
+        """The ``config.StepConfig`` this model's searches cut steps with unless told
+        otherwise: its search defaults' ``sampling.step`` (delimiters if they set none).
+        Head training reads its features by the same rule."""
+        from reflective_search.config import load_search_config
+
+        return load_search_config(None, dict(self.settings.search_defaults)).sampling.step
 
 
 def _head_from_state(state: dict) -> nn.Module:

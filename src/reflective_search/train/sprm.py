@@ -199,8 +199,10 @@ def scale_gradient(features: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], config: HeadConfig,
-               log=sys.stderr, task: Task | None = None) -> ReflectiveModel:
-    """Train a fresh head on labelled trajectories; returns the model wearing it (backbone shared)."""
+               log=None, task: Task | None = None) -> ReflectiveModel:
+    """Train a fresh head on labelled trajectories; returns the model wearing it (backbone
+    shared). Progress goes to ``log`` (None: standard error at call time)."""
+    log = log or sys.stderr
     torch.manual_seed(config.seed)
     head = build_head(model.hidden_size, model.settings.head_width)
     # The feature hook is fixed when a model is built, so another layer means another wrapper.
@@ -227,6 +229,7 @@ def _head_optimizer(model: ReflectiveModel, config: HeadConfig) -> torch.optim.O
 def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log, task: Task | None) -> None:
     """Features computed once; the head trains on them alone (trajectory-level batches)."""
     features, labels, owners, _ = frozen_features(model, trajectories, labels=config.labels, task=task)
+    print(f"head features: {len(labels)} steps of {len(trajectories)} trajectories", file=log, flush=True)
     if config.standardise:
         model.feature_norm = (features.mean(dim=0), features.std(dim=0).clamp_min(1e-6))
     loss_fn, optimizer = LOSSES[config.loss], _head_optimizer(model, config)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def step_positions(model: ReflectiveModel, trajectory: Trajectory, step=None) -> list[int]:
     """Absolute positions of the states that emit each step's end (as ``score_steps`` reads);
-    ``step``: a ``config.StepConfig`` for block steps (None: delimiter steps)."""
+    ``step``: a ``config.StepConfig`` (None: the model's own rule, ``search_step``)."""
     return model.step_feature_positions(len(trajectory.prompt_ids), trajectory.response_ids, step)
 
 

@@ -1,6 +1,7 @@
 """Tests for the Countdown task: parsing, generation, solving, checking, labelling."""
 
 import random
+import re
 
 import pytest
 
@@ -333,3 +334,23 @@ def test_verdict_says_solved_or_why_not(problem, response, expected):
     from reflective_search.tasks.countdown import verdict
 
     assert verdict(problem, response) == expected
+
+
+def test_a_faked_solution_looks_solved_but_its_last_equation_lies():
+    from reflective_search.tasks.countdown import _apply, extract_expression, faked_solution, is_reachable
+
+    rng, made = random.Random(3), 0
+    for problem in generate_problems(40, 17):
+        faked = faked_solution(problem, rng)
+        if faked is None:
+            continue
+        made += 1
+        *moves, answer = [step for step in faked.split(".\n\n") if step]
+        assert answer.startswith("Answer: ") and extract_expression(faked) is not None
+        assert not check_answer(problem, faked)
+        equations = [re.match(r"(\d+)([-+*/])(\d+)=(\d+), left ([\d ]+)$", step).groups() for step in moves]
+        *true, lie = [(int(a), op, int(b), int(c)) for a, op, b, c, _ in equations]
+        assert all(_apply(a, op, b) == c for a, op, b, c in true)  # every move but the last is honest
+        assert lie[3] == problem.target != _apply(*lie[:3]) and abs(_apply(*lie[:3]) - problem.target) <= 10
+        assert not is_reachable([lie[0], lie[2]], problem.target)  # it lies from a dead end
+    assert made >= 20

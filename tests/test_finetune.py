@@ -173,6 +173,29 @@ def test_a_head_for_block_steps_is_trained_and_scores_on_blocks(tiny_llama, tmp_
             trained.score_steps("Numbers: 3 7 8. Target: 29.", response, blocks)
 
 
+def test_contrast_pairs_join_the_head_training_set_labelled_by_the_checker(tiny_llama, tmp_path, capsys):
+    model_dir = tmp_path / "policy"
+    for_task(_fresh(tiny_llama), get_task("countdown")).save_pretrained(model_dir)
+    trajectories = write_jsonl(tmp_path / "t.jsonl", [
+        {"problem": "Numbers: 3 7 8. Target: 29.", "answer": "29", "response": "Answer: 7*3+8.\n\n", "correct": True}])
+    assert main(["train", "sprm", "--model", str(model_dir), "--trajectories", str(trajectories), "--epochs", "1",
+                 "--out", str(tmp_path / "out"), "--contrast", "3", "--numbers", "3"]) == 0
+    err = capsys.readouterr().err  # one sample alone is one class: the pairs bring the other
+    assert "contrast pairs: 3 (3 of 6 trajectories correct)" in err and "steps of 7 trajectories" in err
+    assert (tmp_path / "out" / "sprm_head.safetensors").is_file()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--task", "math", "--contrast", "2"], "--contrast: the math task has no generator of faked solutions; "
+                                            "use --task countdown or leave --contrast out"),
+    (["--contrast", "-1"], "--contrast: -1 is not a number of pairs; give 0 or more"),
+])
+def test_train_sprm_refuses_a_contrast_it_cannot_serve_before_any_work(tmp_path, capsys, flags, message):
+    assert main(["train", "sprm", "--model", "no-such-model", "--out", str(tmp_path / "out"), *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {message}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_sprm_refuses_a_bad_search_setting_before_any_work(tmp_path, capsys):
     assert main(["train", "sprm", "--model", "no-such-model", "--out", str(tmp_path / "out"),
                  "--search", "mcts.cpuct=1"]) == 2

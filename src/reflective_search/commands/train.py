@@ -116,6 +116,10 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=["outcome", "steps"], default=defaults.labels,
                         help="outcome: final-answer correctness (the SPRM's only signal); steps: the step "
                              "checker's labels, a diagnostic upper bound that no shipped head may use")
+    parser.add_argument("--contrast", type=int, default=0, metavar="N",
+                        help="also train on N generated pairs of a correct and a faked solution (true moves to a dead "
+                             "end, then a false equation claiming the target), labelled by the checker like any sample: "
+                             "hard negatives from the task's training stream (countdown only)")
     parser.add_argument("--standardise", action="store_true",
                         help="frozen heads: standardise the features (their training mean and std are saved with the head)")
     parser.add_argument("--search", nargs="+", default=[], metavar="KEY=VALUE",
@@ -188,19 +192,20 @@ def run_sprm(args: argparse.Namespace) -> int:
 
     from reflective_search.model.reflective import ReflectiveModel
     from reflective_search.train.sprm import (
-        HeadConfig, check_both_classes, load_trajectories, sample_trajectories, sample_with_search,
-        save_trajectories, train_head,
+        HeadConfig, check_both_classes, contrast_trajectories, load_trajectories, require_contrast,
+        sample_trajectories, sample_with_search, save_trajectories, train_head,
     )
     from reflective_search.train.tasks import get_task, load_problems
 
     torch.set_num_threads(1)
     chosen = search_settings(args.search)  # a bad setting fails before any work
+    source, count = ("countdown", int(args.problems)) if args.problems.isdigit() else (args.problems, args.count)
+    task = get_task(args.task or ("countdown" if source == "countdown" else "math"))
+    require_contrast(task, args.contrast)
     prepare_output_dir(args.out, "--out")
     if args.trajectories and not Path(args.trajectories).is_file():
         check_writable(args.trajectories, "--trajectories")
     on_executor = _executor_sampler(args)  # bad executor flags fail before any work
-    source, count = ("countdown", int(args.problems)) if args.problems.isdigit() else (args.problems, args.count)
-    task = get_task(args.task or ("countdown" if source == "countdown" else "math"))
     reuse = bool(args.trajectories) and Path(args.trajectories).is_file()
     problems = None if reuse else load_problems(source, count, args.numbers, args.seed, need="answer" if
                                                 task.name == "math" else None)  # bad files fail before loading
@@ -216,6 +221,11 @@ def run_sprm(args: argparse.Namespace) -> int:
     correct = sum(t.correct for t in trajectories)
     print(f"trajectories: {len(trajectories)} ({correct} correct) in {time.perf_counter() - start:.0f} s",
           file=sys.stderr)
+    if args.contrast:
+        pairs = contrast_trajectories(model, task, args.contrast, args.numbers, args.seed)
+        print(f"contrast pairs: {args.contrast} ({sum(t.correct for t in pairs)} of {len(pairs)} trajectories correct)",
+              file=sys.stderr)
+        trajectories = [*trajectories, *pairs]
     check_both_classes(trajectories)
     config = HeadConfig(loss=args.loss, backbone_scale=args.backbone_scale, epochs=args.epochs,
                         learning_rate=args.learning_rate, feature_layer=args.feature_layer,

@@ -193,6 +193,29 @@ def _tree_trajectories(model: ReflectiveModel, problem: TrainingProblem, tree, t
 # -- 4. training -------------------------------------------------------------------------
 
 
+def contrast_trajectories(model: ReflectiveModel, task: Task, count: int, number_counts: Sequence[int],
+                          seed: int) -> list[Trajectory]:
+    """``count`` generated (correct, faked) response pairs of the task as trajectories, each
+    labelled by the task's checker like any sample: hard negatives that look solved."""
+    require_contrast(task, count)
+    out = []
+    for problem, *responses in task.contrast(count, number_counts, seed):
+        prompt_ids = tuple(model.encode_prompt(problem.text))
+        for response in responses:
+            ids = tuple(model.tokenizer(response, add_special_tokens=False)["input_ids"])
+            out.append(Trajectory(problem, prompt_ids, ids, response, task.correct(problem, response)))
+    return out
+
+
+def require_contrast(task: Task, count: int) -> None:
+    """Refuse a contrast request the task cannot serve (before any work)."""
+    if count < 0:
+        raise ProblemError(f"--contrast: {count} is not a number of pairs; give 0 or more")
+    if count and task.contrast is None:
+        raise ProblemError(f"--contrast: the {task.name} task has no generator of faked solutions; "
+                           f"use --task countdown or leave --contrast out")
+
+
 def scale_gradient(features: torch.Tensor, scale: float) -> torch.Tensor:
     """Same values; the backbone receives ``scale`` times the gradient (MetaStone-S1's trick)."""
     return features * scale + features.detach() * (1 - scale)

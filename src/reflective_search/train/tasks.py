@@ -37,6 +37,9 @@ class Task:
     correct: Callable[[TrainingProblem, str], bool]  # whether a response's final answer checks out
     step_labels: Callable[[TrainingProblem, str], list[bool]] | None  # true step labels, if the task has them
     answer_key: Callable[[str], str | None]  # what counts as "the same answer" (self-consistency votes)
+    # (problem, correct response, faked response) triples from the training stream, for
+    # contrast pairs in head training: (count, number counts, seed) -> triples; None: none
+    contrast: Callable[[int, Sequence[int], int], list[tuple[TrainingProblem, str, str]]] | None = None
 
 
 def _countdown_correct(problem: TrainingProblem, response: str) -> bool:
@@ -67,11 +70,28 @@ def _math_key(response: str) -> str | None:
     return None if answer is None else "".join(answer.split())
 
 
+def _countdown_contrast(count: int, number_counts: Sequence[int], seed: int) -> list[tuple[TrainingProblem, str, str]]:
+    """``count`` training problems (never held out, sizes cycling through ``number_counts``),
+    each with a solution drawn at random and a faked one (``countdown.faked_solution``);
+    problems that admit no faked solution are skipped."""
+    from reflective_search.tasks.countdown import faked_solution, solution_text, solve_random
+    from reflective_search.train.data import draw_training_problem
+
+    rng, out = random.Random(seed), []
+    while len(out) < count:
+        problem = draw_training_problem(rng, number_counts[len(out) % len(number_counts)])
+        faked = faked_solution(problem, rng)
+        if faked is not None:
+            correct = solution_text(problem, solve_random(problem.numbers, problem.target, rng))
+            out.append((TrainingProblem(problem.text, str(problem.target)), correct, faked))
+    return out
+
+
 def _countdown_task() -> Task:
     from reflective_search.tasks.countdown import PROMPT_TEMPLATE, SEARCH_LIMITS, answer_key
 
     return Task("countdown", PROMPT_TEMPLATE.rstrip("\n"), tuple(SEARCH_LIMITS.items()), _countdown_correct,
-                _countdown_labels, answer_key)
+                _countdown_labels, answer_key, _countdown_contrast)
 
 
 TASKS: dict[str, Callable[[], Task]] = {

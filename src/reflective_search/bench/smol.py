@@ -6,7 +6,10 @@
   tokens/s, against Hugging Face's plain cached decode loop at the same 32 rows
   (``model(input_ids=last tokens, cache=DynamicCache)`` with sampling, no search);
 * shared against reference expander for Best-of-8, beam and MCTS (same problems);
-* Best-of-8 against ``generate(num_return_sequences=8)`` once per problem.
+* Best-of-8 against ``generate(num_return_sequences=8)`` once per problem;
+* (diagnostic, no target) Best-of-8 against the plain loop run as long as Best-of-8's
+  longest sample, credited with Best-of-8's tokens: what any batched decode of these
+  samples pays when its rows end at different lengths.
 
 Countdown limits (``tasks.countdown.SEARCH_LIMITS``), chat template prompts. Ratios
 come from alternating runs in one process (warm-up, median of ``repeats``).
@@ -104,7 +107,7 @@ def run_smol_bench(repeats: int = 3) -> dict:
     problems = countdown_problems()
     prompts = [model.encode_prompt(problem) for problem in problems]
     sampling = LIMITS["sampling"]
-    generated, seconds = {}, {}
+    generated, seconds, lengths = {}, {}, {}
 
     def solve(method, expander):
         search = _search(model, method, expander)
@@ -112,6 +115,8 @@ def run_smol_bench(repeats: int = 3) -> dict:
         def run():
             solutions = search.solve_batch(problems)
             generated[f"{method}/{expander}"] = sum(s.stats.generated_tokens for s in solutions)
+            if method == "best_of_n":
+                lengths[expander] = [response_tokens(s.tree, leaf) for s in solutions for leaf in s.tree.terminal_leaves()]
         return run
 
     for method in METHOD_CONFIGS:  # warm-up: kernels compiled, allocator caches filled (one problem)
@@ -122,17 +127,25 @@ def run_smol_bench(repeats: int = 3) -> dict:
         seconds.update(paired_cpu_seconds({f"{method}/{e}": solve(method, e) for e in ("shared", "reference")}, repeats))
     n, trajectory = METHOD_CONFIGS["best_of_n"]["best_of_n"]["n"], sampling["max_steps"] * sampling["max_step_tokens"]
     steps = -(-generated["best_of_n/shared"] // (n * len(prompts)))  # the same tokens as Best-of-8 made
+    longest = max(lengths["shared"])
     seconds.update(paired_cpu_seconds({
         "plain_decode": lambda: generated.__setitem__("plain_decode", plain_decode(backbone, prompts, n, steps, sampling)),
+        "plain_decode_to_longest": lambda: plain_decode(backbone, prompts, n, longest, sampling),
         "generate": lambda: generated.__setitem__("generate", generate_per_problem(backbone, tokenizer, prompts, n,
                                                                                   trajectory, sampling)),
     }, repeats))
     median = {name: statistics.median(times) for name, times in seconds.items()}
+    generated["plain_decode_to_longest"] = generated["best_of_n/shared"]  # credited: the tokens that were wanted
     rate = {name: generated[name] / median[name] for name in median}
-    return _report(model, problems, generated, median, rate, repeats)
+    return _report(model, problems, generated, median, rate, repeats, lengths["shared"])
 
 
-def _report(model, problems, generated, median, rate, repeats) -> dict:
+def response_tokens(tree, leaf: int) -> int:
+    """Tokens of the sampled response ending at ``leaf`` (below the prompt)."""
+    return sum(len(segment) for segment in tree.token_path(leaf)[1:])
+
+
+def _report(model, problems, generated, median, rate, repeats, lengths) -> dict:
     targets = {
         "bon_vs_plain_decode_tokens_per_s": (rate["best_of_n/shared"] / rate["plain_decode"], 0.8),
         "shared_vs_reference_best_of_n": (median["best_of_n/reference"] / median["best_of_n/shared"], 1.5),
@@ -148,5 +161,9 @@ def _report(model, problems, generated, median, rate, repeats) -> dict:
         "generated_tokens": generated,
         "generated_tokens_per_cpu_s": {k: round(v, 1) for k, v in rate.items()},
         "targets": {k: {"ratio": round(r, 2), "target": t, "met": r >= t} for k, (r, t) in targets.items()},
+        "diagnostics": {
+            "best_of_n_sample_tokens": {"mean": round(statistics.mean(lengths), 1), "longest": max(lengths)},
+            "bon_vs_plain_decode_to_longest_tokens_per_s": round(rate["best_of_n/shared"] / rate["plain_decode_to_longest"], 2),
+        },
         "repeats": repeats, "threads": torch.get_num_threads(),
     }

@@ -337,7 +337,8 @@ def test_verdict_says_solved_or_why_not(problem, response, expected):
 
 
 def test_a_faked_solution_looks_solved_but_its_last_equation_lies():
-    from reflective_search.tasks.countdown import _apply, extract_expression, faked_solution, is_reachable
+    from reflective_search.tasks.countdown import _apply, extract_expression, is_reachable
+    from reflective_search.tasks.countdown_fakes import faked_solution
 
     rng, made = random.Random(3), 0
     for problem in generate_problems(40, 17):

@@ -214,7 +214,7 @@ def solution_text(problem: CountdownProblem, ops: list[Operation], false_last: b
     Args:
         problem: the problem being solved.
         ops: operations that combine all the problem's numbers into one.
-        false_last: the last operation's result is a claim, not its value (``faked_solution``).
+        false_last: the last operation's result is a claim, not its value (``countdown_fakes``).
     Returns:
         The step texts followed by the ``Answer:`` step.
     Raises:
@@ -235,28 +235,6 @@ def solution_text(problem: CountdownProblem, ops: list[Operation], false_last: b
         raise ValueError(f"path leaves {len(items)} numbers, expected 1")
     parts.append(f"Answer: {items[0][1][0]}{STEP_DELIMITER}")
     return "".join(parts)
-
-
-def faked_solution(problem: CountdownProblem, rng: random.Random, attempts: int = 20) -> str | None:
-    """A wrong trajectory that looks solved, the way a policy lies: true moves, each to a
-    state that can no longer reach the target, until two numbers are left; then a false
-    equation on them claiming the target (the operator whose true value is nearest it,
-    at most 10 off), and the answer it implies. Rendered like ``solution_text``;
-    ``check_answer`` rejects it. None when no such path turns up in ``attempts`` draws.
-    Used as hard negatives for head training (``train sprm --contrast``)."""
-    for _ in range(attempts):
-        nums, ops = tuple(sorted(problem.numbers)), []
-        while len(nums) > 2 and (moves := [(o, n) for o, n in _moves(nums) if problem.target not in _reach(n)]):
-            operation, nums = rng.choice(moves)
-            ops.append(operation)
-        if len(nums) != 2:
-            return None  # every move keeps the target reachable: no dead end to lie from
-        a, b = max(nums), min(nums)
-        near = sorted((abs(v - problem.target), op) for op in "+-*"
-                      if (v := _apply(a, op, b)) is not None and v != problem.target)
-        if near and near[0][0] <= 10:
-            return solution_text(problem, ops + [Operation(a, near[0][1], b, problem.target)], false_last=True)
-    return None
 
 
 def random_legal_play(problem: CountdownProblem, rng: random.Random) -> str:

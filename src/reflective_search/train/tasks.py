@@ -72,9 +72,10 @@ def _math_key(response: str) -> str | None:
 
 def _countdown_contrast(count: int, number_counts: Sequence[int], seed: int) -> list[tuple[TrainingProblem, str, str]]:
     """``count`` training problems (never held out, sizes cycling through ``number_counts``),
-    each with a solution drawn at random and a faked one (``countdown.faked_solution``);
+    each with a solution drawn at random and a faked one (``countdown_fakes.faked_solution``);
     problems that admit no faked solution are skipped."""
-    from reflective_search.tasks.countdown import faked_solution, solution_text, solve_random
+    from reflective_search.tasks.countdown import solution_text, solve_random
+    from reflective_search.tasks.countdown_fakes import faked_solution
     from reflective_search.train.data import draw_training_problem
 
     rng, out = random.Random(seed), []

@@ -198,13 +198,8 @@ def contrast_trajectories(model: ReflectiveModel, task: Task, count: int, number
     """``count`` generated (correct, faked) response pairs of the task as trajectories, each
     labelled by the task's checker like any sample: hard negatives that look solved."""
     require_contrast(task, count)
-    out = []
-    for problem, *responses in task.contrast(count, number_counts, seed):
-        prompt_ids = tuple(model.encode_prompt(problem.text))
-        for response in responses:
-            ids = tuple(model.tokenizer(response, add_special_tokens=False)["input_ids"])
-            out.append(Trajectory(problem, prompt_ids, ids, response, task.correct(problem, response)))
-    return out
+    return [encode_trajectory(model, problem, response, task.correct(problem, response))
+            for problem, *responses in task.contrast(count, number_counts, seed) for response in responses]
 
 
 def require_contrast(task: Task, count: int) -> None:
@@ -353,14 +348,15 @@ def load_trajectories(model: ReflectiveModel, path) -> list[Trajectory]:
     import json
     from pathlib import Path
 
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        blob = json.loads(line)
-        problem = TrainingProblem(blob["problem"], blob.get("answer"))
-        response_ids = model.tokenizer(blob["response"], add_special_tokens=False)["input_ids"]
-        out.append(Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(response_ids),
-                              blob["response"], bool(blob["correct"])))
-    return out
+    blobs = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    return [encode_trajectory(model, TrainingProblem(b["problem"], b.get("answer")), b["response"], bool(b["correct"]))
+            for b in blobs]
+
+
+def encode_trajectory(model: ReflectiveModel, problem: TrainingProblem, response: str, correct: bool) -> Trajectory:
+    """A response text to ``problem`` as a trajectory, encoded exactly as the search formats it."""
+    response_ids = model.tokenizer(response, add_special_tokens=False)["input_ids"]
+    return Trajectory(problem, tuple(model.encode_prompt(problem.text)), tuple(response_ids), response, correct)
 
 
 def check_both_classes(trajectories: Sequence[Trajectory]) -> None:

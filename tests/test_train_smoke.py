@@ -1,5 +1,6 @@
 """Smoke runs of both trainers on a tiny config, then the saved model loads and solves."""
 
+import math
 import random
 
 import pytest
@@ -192,6 +193,14 @@ def test_train_sprm_with_the_search_sampler_and_step_labels(trained, tmp_path):
     assert not torch.equal(policy.head[0].weight, model.head[0].weight)
 
 
+def _reference_mean_logprob(model, t):
+    ids = list(t.prompt_ids) + list(t.response_ids)
+    with torch.no_grad():
+        logp = torch.log_softmax(model.backbone(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+    start = len(t.prompt_ids) - 1
+    return float(logp[torch.arange(start, len(ids) - 1), torch.tensor(ids[start + 1:])].mean())
+
+
 def test_mean_logprob_of_a_padded_batch_equals_each_trajectory_alone():
     from reflective_search.train.evaluate import mean_logprobs
 
@@ -199,11 +208,15 @@ def test_mean_logprob_of_a_padded_batch_equals_each_trajectory_alone():
     problem = countdown((3, 7, 8), 29)
     long = trajectory(model, problem, "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n")
     short = trajectory(model, problem, "8-7=1, left 3 1.\n\n")
-    ids = list(short.prompt_ids) + list(short.response_ids)
-    with torch.no_grad():
-        logp = torch.log_softmax(model.backbone(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
-    start = len(short.prompt_ids) - 1
-    expected = float(logp[torch.arange(start, len(ids) - 1), torch.tensor(ids[start + 1:])].mean())
-    batched = mean_logprobs(model, [long, short])
-    assert batched[1] == pytest.approx(expected, abs=1e-5)
-    assert batched[0] == pytest.approx(mean_logprobs(model, [long])[0], abs=1e-5)
+    other = trajectory(model, countdown((25, 50, 75, 100), 125), "100+25=125, left 50 75 125.\n\n")
+    assert len(other.prompt_ids) != len(long.prompt_ids)
+    trajectories = [long, short, other, long]
+    expected = [_reference_mean_logprob(model, t) for t in trajectories]
+    # Batches of 2 over length order: rows of different prompt lengths share a window, and
+    # the values come back in the caller's order.
+    assert mean_logprobs(model, trajectories, batch_size=2) == pytest.approx(expected, abs=1e-5)
+    assert mean_logprobs(model, trajectories) == pytest.approx(expected, abs=1e-5)
+    # An empty response ranks last, alone in its batch or beside others.
+    empty = trajectory(model, problem, "")
+    assert mean_logprobs(model, [empty]) == [-math.inf]
+    assert mean_logprobs(model, [short, empty]) == pytest.approx([expected[1], -math.inf], abs=1e-5)

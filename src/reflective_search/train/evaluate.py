@@ -53,22 +53,35 @@ def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory
 
 
 @torch.no_grad()
-def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 256) -> list[float]:
-    """The policy's mean log-probability per response token (temperature 1) of each trajectory."""
+def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 32) -> list[float]:
+    """The policy's mean log-probability per response token (temperature 1) of each trajectory.
+
+    Trajectories go in length order, and the LM head runs only over the window of
+    positions that predict a response token (not the prompt's), which is most of the cost.
+    """
+    order = sorted(range(len(trajectories)), key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids))
+    out = [-math.inf] * len(trajectories)
+    for first in range(0, len(order), batch_size):
+        rows = order[first: first + batch_size]
+        for i, value in zip(rows, _chunk_logprobs(model, [trajectories[i] for i in rows])):
+            out[i] = value
+    return out
+
+
+def _chunk_logprobs(model: ReflectiveModel, chunk: Sequence[Trajectory]) -> list[float]:
     from reflective_search.train.policy import pad_batch
 
-    out = []
-    for first in range(0, len(trajectories), batch_size):
-        chunk = trajectories[first: first + batch_size]
-        batch = pad_batch([(list(t.prompt_ids) + list(t.response_ids), 0) for t in chunk], model.tokenizer.pad_token_id)
-        ids = batch["input_ids"]
-        logits, _ = model(ids, attention_mask=batch["attention_mask"], with_features=False)
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-        for row, t in enumerate(chunk):
-            start, end = len(t.prompt_ids) - 1, len(t.prompt_ids) + len(t.response_ids) - 1
-            # An empty response has no likelihood to speak for it: rank it last, not (as NaN) first.
-            out.append(float(logp[row, start:end].mean()) if end > start else -math.inf)
-    return out
+    batch = pad_batch([(list(t.prompt_ids) + list(t.response_ids), 0) for t in chunk], model.tokenizer.pad_token_id)
+    ids = batch["input_ids"]
+    spans = [(len(t.prompt_ids) - 1, len(t.prompt_ids) + len(t.response_ids) - 1) for t in chunk]
+    low, high = min(s for s, _ in spans), max(e for _, e in spans)
+    if high <= low:
+        return [-math.inf] * len(chunk)
+    logits, _ = model(ids, attention_mask=batch["attention_mask"], logits_to_keep=torch.arange(low, high),
+                      with_features=False)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, low + 1: high + 1, None])[..., 0]
+    # An empty response has no likelihood to speak for it: rank it last, not (as NaN) first.
+    return [float(logp[row, s - low: e - low].mean()) if e > s else -math.inf for row, (s, e) in enumerate(spans)]
 
 
 def with_logprobs(records: Sequence[Scored], logprobs: Sequence[float]) -> list[Scored]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import torch
+
 from reflective_search.commands.evaluate import _print_search_table, _without_nan
 
 
@@ -48,3 +50,51 @@ def test_evaluate_search_runs_only_the_methods_asked_for(tmp_path, capsys):
     assert set(row) == {"greedy", "mcts"}
     assert row["mcts"]["overrides"] == {"sampling.temperature": 0.7, "budget.tokens": 60}
     assert (tmp_path / "search.png").is_file()
+
+
+def _other_head(model, seed: int):
+    """The same model wearing a freshly initialised head."""
+    from reflective_search.model.head import build_head
+
+    torch.manual_seed(seed)
+    return model.with_head(build_head(model.hidden_size, model.settings.head_width), model.settings)
+
+
+def test_models_read_the_same_features_only_with_one_backbone_layer_and_step_rule():
+    import dataclasses
+
+    from reflective_search.model.reflective import ReflectiveModel
+    from reflective_search.train.evaluate import reads_same_features
+
+    model = ReflectiveModel.from_pretrained("countdown-tiny")
+    assert reads_same_features(model, _other_head(model, 1))
+    other_layer = model.with_head(model.head, dataclasses.replace(model.settings, feature_layer=0))
+    assert not reads_same_features(model, other_layer)
+    blocks = model.with_head(model.head, dataclasses.replace(
+        model.settings, search_defaults=(*model.settings.search_defaults, ("sampling.step.kind", "tokens"),
+                                         ("sampling.step.size", 4))))
+    assert not reads_same_features(model, blocks)
+    changed = ReflectiveModel.from_pretrained("countdown-tiny")
+    with torch.no_grad():
+        next(changed.backbone.parameters()).view(-1)[0] += 1e-3
+    assert not reads_same_features(model, changed)
+
+
+def test_evaluate_heads_scores_each_head_on_the_same_samples(tmp_path, capsys):
+    from reflective_search.cli import main
+    from reflective_search.model.reflective import ReflectiveModel
+
+    model = ReflectiveModel.from_pretrained("countdown-tiny")
+    _other_head(model, 1).save_pretrained(tmp_path / "other")
+    model.save_pretrained(tmp_path / "copy")
+    samples, out = tmp_path / "samples.jsonl", tmp_path / "out"
+    names = ["countdown-tiny", str(tmp_path / "other"), str(tmp_path / "copy")]
+    args = ["evaluate", "heads", *[arg for name in names for arg in ("--model", name)],
+            "--problems", "3", "--samples", "2", "--trajectories", str(samples), "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads((out / "heads.json").read_text())
+    first, other, again = (result[f"3 numbers | {name}"] for name in names)
+    # The samples, and so the log-prob ranking, are shared; the heads' own numbers differ.
+    assert first["trajectory_auc_logprob"] == other["trajectory_auc_logprob"]
+    assert first == again and first["trajectory_auc"] != other["trajectory_auc"]
+    assert len(samples.read_text().splitlines()) == 6

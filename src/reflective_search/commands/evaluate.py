@@ -139,9 +139,10 @@ def _heads(args) -> dict:
     for position, (label, problems) in enumerate(_groups(args, args.split)):
         index = {p: i for i, p in enumerate(problems)}
         trajectories = _head_samples(models[0], problems, args, position, task)
-        logprobs = mean_logprobs(models[0], trajectories)
+        logprobs, passes = mean_logprobs(models[0], trajectories), []
         for name, model in zip(args.model or ["shipped"], models):
-            records = with_logprobs(score_trajectories(model, trajectories, index, task), logprobs)
+            records = with_logprobs(score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes)),
+                                    logprobs)
             summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
                        "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records)}
             out[f"{label} | {name}"] = summary
@@ -151,6 +152,19 @@ def _heads(args) -> dict:
                   f"{summary['step_auc_min_position']:.3f} | by position {_fmt(summary['step_auc_by_position'])} | "
                   f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f})")
     return out
+
+
+def _features(model, trajectories, passes: list) -> tuple:
+    """The step features of ``trajectories`` under ``model``, reusing an earlier model's
+    pass when both read the same features (one pass per distinct backbone)."""
+    from reflective_search.train.evaluate import reads_same_features
+    from reflective_search.train.step_features import frozen_features
+
+    for other, features in passes:
+        if reads_same_features(model, other):
+            return features
+    passes.append((model, frozen_features(model, trajectories)))
+    return passes[-1][1]
 
 
 def _head_samples(model, problems, args, position: int, task):

@@ -36,10 +36,14 @@ def _labels(task: Task, problem: TrainingProblem, response: str) -> tuple[bool, 
 
 
 def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory],
-                       problem_index: dict[TrainingProblem, int], task: Task | None = None) -> list[Scored]:
-    """Head scores for offline trajectories (one batched forward), as ``Scored`` records."""
+                       problem_index: dict[TrainingProblem, int], task: Task | None = None,
+                       features: tuple | None = None) -> list[Scored]:
+    """Head scores for offline trajectories (one batched forward), as ``Scored`` records.
+
+    ``features``: ``frozen_features(model, trajectories)`` if already computed (None: computed here).
+    """
     task = task or get_task("countdown")
-    features, _, owners, _ = frozen_features(model, trajectories)
+    features, _, owners, _ = features or frozen_features(model, trajectories)
     with torch.no_grad():
         scores = model.score_features(features).tolist()
     per_trajectory: list[list[float]] = [[] for _ in trajectories]
@@ -50,6 +54,16 @@ def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory
                task.answer_key(t.response), t.correct)
         for t, s in zip(trajectories, per_trajectory)
     ]
+
+
+def reads_same_features(a: ReflectiveModel, b: ReflectiveModel) -> bool:
+    """Whether two models' heads read identical step features: the same backbone weights,
+    head layer and step rule (two heads trained on one frozen policy, say)."""
+    if (a.settings.feature_layer, a.settings.delimiters, a.search_step) != \
+            (b.settings.feature_layer, b.settings.delimiters, b.search_step):
+        return False
+    mine, theirs = a.backbone.state_dict(), b.backbone.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
 @torch.no_grad()

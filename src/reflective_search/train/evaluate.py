@@ -73,9 +73,12 @@ def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], ba
     Trajectories go in length order, and the LM head runs only over the window of
     positions that predict a response token (not the prompt's), which is most of the cost.
     """
+    from tqdm import tqdm
+
     order = sorted(range(len(trajectories)), key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids))
     out = [-math.inf] * len(trajectories)
-    for first in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for first in tqdm(starts, desc="policy log-probs", unit="batch", disable=len(starts) < 2, file=sys.stderr):
         rows = order[first: first + batch_size]
         for i, value in zip(rows, _chunk_logprobs(model, [trajectories[i] for i in rows])):
             out[i] = value

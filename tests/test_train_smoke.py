@@ -202,7 +202,7 @@ def _reference_mean_logprob(model, t):
 
 
 def test_mean_logprob_of_a_padded_batch_equals_each_trajectory_alone():
-    from reflective_search.train.evaluate import mean_logprobs
+    from reflective_search.train.evaluate import features_and_logprobs, mean_logprobs
 
     model = build_policy(PolicyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
     problem = countdown((3, 7, 8), 29)
@@ -212,10 +212,15 @@ def test_mean_logprob_of_a_padded_batch_equals_each_trajectory_alone():
     assert len(other.prompt_ids) != len(long.prompt_ids)
     trajectories = [long, short, other, long]
     expected = [_reference_mean_logprob(model, t) for t in trajectories]
-    # Batches of 2 over length order: rows of different prompt lengths share a window, and
-    # the values come back in the caller's order.
-    assert mean_logprobs(model, trajectories, batch_size=2) == pytest.approx(expected, abs=1e-5)
+    # Read from the prompt-shared pass (the prompt's last state predicts the first token),
+    # in forwards of 2 rows or of all, in the caller's order.
+    assert mean_logprobs(model, trajectories, rows=2) == pytest.approx(expected, abs=1e-5)
     assert mean_logprobs(model, trajectories) == pytest.approx(expected, abs=1e-5)
+    # The same pass's features are the head's frozen features.
+    (features, _, owners, steps), _ = features_and_logprobs(model, trajectories, rows=2)
+    reference = frozen_features(model, trajectories)
+    assert torch.allclose(features, reference[0], atol=1e-5)
+    assert torch.equal(owners, reference[2]) and torch.equal(steps, reference[3])
     # An empty response ranks last, alone in its batch or beside others.
     empty = trajectory(model, problem, "")
     assert mean_logprobs(model, [empty]) == [-math.inf]

@@ -130,7 +130,7 @@ def _calibrate(args) -> dict:
 
 def _heads(args) -> dict:
     """Every model's head scores the same samples (drawn once, by the first model's policy)."""
-    from reflective_search.train.evaluate import mean_logprobs, score_trajectories, with_logprobs
+    from reflective_search.train.evaluate import features_and_logprobs, score_trajectories, with_logprobs
     from reflective_search.train.metrics import (
         auc_intervals, best_of_n_accuracy, head_summary, logprob_score, trajectory_auc,
     )
@@ -139,7 +139,8 @@ def _heads(args) -> dict:
     for position, (label, problems) in enumerate(_groups(args, args.split)):
         index = {p: i for i, p in enumerate(problems)}
         trajectories = _head_samples(models[0], problems, args, position, task)
-        logprobs, passes = mean_logprobs(models[0], trajectories), []
+        features, logprobs = features_and_logprobs(models[0], trajectories)
+        passes = [(models[0], features)]
         for name, model in zip(args.model or ["shipped"], models):
             records = with_logprobs(score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes)),
                                     logprobs)

@@ -23,7 +23,7 @@ from reflective_search.model.reflective import ReflectiveModel
 from reflective_search.train import metrics
 from reflective_search.train.metrics import Scored
 from reflective_search.train.sprm import Trajectory, sample_trajectories
-from reflective_search.train.step_features import frozen_features
+from reflective_search.train.step_features import frozen_features, prompt_shared_pass, stack_step_features
 from reflective_search.train.tasks import Task, TrainingProblem, get_task
 
 
@@ -67,38 +67,18 @@ def reads_same_features(a: ReflectiveModel, b: ReflectiveModel) -> bool:
 
 
 @torch.no_grad()
-def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 32) -> list[float]:
-    """The policy's mean log-probability per response token (temperature 1) of each trajectory.
-
-    Trajectories go in length order, and the LM head runs only over the window of
-    positions that predict a response token (not the prompt's), which is most of the cost.
-    """
-    from tqdm import tqdm
-
-    order = sorted(range(len(trajectories)), key=lambda i: len(trajectories[i].prompt_ids) + len(trajectories[i].response_ids))
-    out = [-math.inf] * len(trajectories)
-    starts = range(0, len(order), batch_size)
-    for first in tqdm(starts, desc="policy log-probs", unit="batch", disable=len(starts) < 2, file=sys.stderr):
-        rows = order[first: first + batch_size]
-        for i, value in zip(rows, _chunk_logprobs(model, [trajectories[i] for i in rows])):
-            out[i] = value
-    return out
+def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 32) -> list[float]:
+    """The policy's mean log-probability per response token (temperature 1) of each trajectory."""
+    return features_and_logprobs(model, trajectories, rows)[1]
 
 
-def _chunk_logprobs(model: ReflectiveModel, chunk: Sequence[Trajectory]) -> list[float]:
-    from reflective_search.train.policy import pad_batch
-
-    batch = pad_batch([(list(t.prompt_ids) + list(t.response_ids), 0) for t in chunk], model.tokenizer.pad_token_id)
-    ids = batch["input_ids"]
-    spans = [(len(t.prompt_ids) - 1, len(t.prompt_ids) + len(t.response_ids) - 1) for t in chunk]
-    low, high = min(s for s, _ in spans), max(e for _, e in spans)
-    if high <= low:
-        return [-math.inf] * len(chunk)
-    logits, _ = model(ids, attention_mask=batch["attention_mask"], logits_to_keep=torch.arange(low, high),
-                      with_features=False)
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, low + 1: high + 1, None])[..., 0]
-    # An empty response has no likelihood to speak for it: rank it last, not (as NaN) first.
-    return [float(logp[row, s - low: e - low].mean()) if e > s else -math.inf for row, (s, e) in enumerate(spans)]
+@torch.no_grad()
+def features_and_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 32
+                          ) -> tuple[tuple[torch.Tensor, ...], list[float]]:
+    """``frozen_features(model, trajectories)`` and ``mean_logprobs`` from one prompt-shared pass
+    (``rows`` trajectories a forward: the LM head's [rows, T, vocab] logits bound its memory)."""
+    read = prompt_shared_pass(model, trajectories, rows, logprobs=True)
+    return stack_step_features(model, trajectories, [f for f, _ in read]), [lp for _, lp in read]
 
 
 def with_logprobs(records: Sequence[Scored], logprobs: Sequence[float]) -> list[Scored]:

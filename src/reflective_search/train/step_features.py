@@ -8,6 +8,7 @@ shares its KV with the samples that continue it (frozen heads, evaluation).
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -93,7 +94,13 @@ def frozen_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], 
     Each distinct prompt runs once and its KV serves every trajectory that continues it
     (``prompt_shared_features``); ``batch_size`` bounds the rows of one forward.
     """
-    per_trajectory = prompt_shared_features(model, trajectories, batch_size)
+    return stack_step_features(model, trajectories, prompt_shared_features(model, trajectories, batch_size), labels, task)
+
+
+def stack_step_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], per_trajectory: Sequence[torch.Tensor],
+                        labels: str = "outcome", task: Task | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``frozen_features``' four tensors from each trajectory's step features [steps, H]."""
     targets, owners, index = [], [], []
     for owner, (trajectory, features) in enumerate(zip(trajectories, per_trajectory)):
         targets += _step_targets(trajectory, len(features), labels, task)
@@ -111,17 +118,26 @@ def prompt_shared_features(model: ReflectiveModel, trajectories: Sequence[Trajec
     A problem's samples share their prompt (the chat-formatted problem is most of each
     sequence), so the prompt is computed once and its KV copied to the rows continuing it.
     """
+    return [features for features, _ in prompt_shared_pass(model, trajectories, rows)]
+
+
+def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 256,
+                       logprobs: bool = False) -> list[tuple[torch.Tensor, float | None]]:
+    """(step features [steps, H], mean log-probability per response token or None) of each
+    trajectory, from one prompt-shared forward; ``logprobs`` asks for the second (the LM
+    head then runs over every response position: keep ``rows`` small, [rows, T, vocab])."""
     from tqdm import tqdm
 
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, trajectory in enumerate(trajectories):
         groups.setdefault(trajectory.prompt_ids, []).append(i)
-    out: list[torch.Tensor | None] = [None] * len(trajectories)
+    out: list = [None] * len(trajectories)
     chunks = _equal_length_chunks(groups, rows)
     for chunk in tqdm(chunks, desc="head features", unit="batch", disable=len(chunks) < 2, file=sys.stderr):
         members = [[trajectories[i] for i in groups[prompt]] for prompt in chunk]
-        for i, features in zip((i for prompt in chunk for i in groups[prompt]), _continue_prompts(model, chunk, members)):
-            out[i] = features
+        read = _continue_prompts(model, chunk, members, logprobs)
+        for i, result in zip((i for prompt in chunk for i in groups[prompt]), read):
+            out[i] = result
     return out
 
 
@@ -140,8 +156,8 @@ def _equal_length_chunks(groups: dict[tuple[int, ...], list[int]], rows: int) ->
     return chunks
 
 
-def _continue_prompts(model: ReflectiveModel, prompts: list[tuple[int, ...]],
-                      members: list[list[Trajectory]]) -> list[torch.Tensor]:
+def _continue_prompts(model: ReflectiveModel, prompts: list[tuple[int, ...]], members: list[list[Trajectory]],
+                      logprobs: bool = False) -> list[tuple[torch.Tensor, float | None]]:
     """One forward over the prompts, then one over every member's response on copies of
     its prompt's KV (responses right-padded and masked)."""
     from transformers import DynamicCache
@@ -149,11 +165,11 @@ def _continue_prompts(model: ReflectiveModel, prompts: list[tuple[int, ...]],
     length, device, cache = len(prompts[0]), model.device, DynamicCache()
     ids = torch.tensor(prompts, device=device)
     positions = torch.arange(length, device=device)[None].expand_as(ids)
-    _, prompt_features = model(ids, position_ids=positions, cache=cache, logits_to_keep=1)
+    prompt_logits, prompt_features = model(ids, position_ids=positions, cache=cache, logits_to_keep=1)
     owners = [g for g, group in enumerate(members) for _ in group]
     flat = [t for group in members for t in group]
     longest = max(len(t.response_ids) for t in flat)
-    response_features = None
+    response_logits = response_features = None
     if longest:
         cache.batch_select_indices(torch.tensor(owners, device=device))
         pad = model.tokenizer.pad_token_id
@@ -163,10 +179,22 @@ def _continue_prompts(model: ReflectiveModel, prompts: list[tuple[int, ...]],
                             device=device)
         mask = torch.cat([torch.ones(len(flat), length, dtype=seen.dtype, device=device), seen], dim=1)
         positions = torch.arange(length, length + longest, device=device)[None].expand_as(responses)
-        _, response_features = model(responses, position_ids=positions, attention_mask=mask, cache=cache,
-                                     logits_to_keep=1)
-    return [_read_steps(model, t, prompt_features[owner], None if response_features is None else response_features[row])
+        response_logits, response_features = model(responses, position_ids=positions, attention_mask=mask,
+                                                   cache=cache, logits_to_keep=0 if logprobs else 1)
+    return [(_read_steps(model, t, prompt_features[owner], None if response_features is None else response_features[row]),
+             _mean_logprob(t, prompt_logits[owner, -1], None if response_logits is None else response_logits[row])
+             if logprobs else None)
             for row, (owner, t) in enumerate(zip(owners, flat))]
+
+
+def _mean_logprob(trajectory: Trajectory, first: torch.Tensor, rest: torch.Tensor | None) -> float:
+    """Mean log-probability of the response's tokens: the first predicted by the prompt's last
+    state (``first`` [V]), the others by the response's own states (``rest`` [T, V])."""
+    n = len(trajectory.response_ids)
+    if n == 0:  # no likelihood to speak for it: rank it last, not (as NaN) first
+        return -math.inf
+    logits = torch.cat([first[None], rest[: n - 1]]).float()
+    return float(torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(trajectory.response_ids, device=logits.device)[:, None]).mean())
 
 
 def _read_steps(model: ReflectiveModel, trajectory: Trajectory, prompt_features: torch.Tensor,

@@ -194,7 +194,8 @@ def _mean_logprob(trajectory: Trajectory, first: torch.Tensor, rest: torch.Tenso
     if n == 0:  # no likelihood to speak for it: rank it last, not (as NaN) first
         return -math.inf
     logits = torch.cat([first[None], rest[: n - 1]]).float()
-    return float(torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(trajectory.response_ids, device=logits.device)[:, None]).mean())
+    tokens = torch.tensor(trajectory.response_ids, device=logits.device)
+    return float(torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, None]).mean())
 
 
 def _read_steps(model: ReflectiveModel, trajectory: Trajectory, prompt_features: torch.Tensor,

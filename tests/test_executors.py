@@ -120,3 +120,49 @@ def test_sampling_on_a_two_worker_pool_gives_the_trajectories_of_in_process_samp
     here = sample_with_search(tiny_llama, problems, 2, 1.0, chunk=2, progress=False)
     pooled = sample_on_executor(ExecutorSpec(workers=2), str(model), problems, 2, 1.0, chunk=2, progress=False)
     assert pooled == here and len(here) == 10
+
+
+def test_frozen_features_on_a_two_worker_pool_equal_the_in_process_pass(tiny_llama, tmp_path_factory):
+    """Units of whole prompts go out with the driver's head layer and step rule (not the saved
+    model's), and each trajectory's features come back in its place."""
+    import dataclasses
+
+    import torch
+
+    from reflective_search.train.executor_sampling import feature_units, features_on_executor
+    from reflective_search.train.sprm import sample_with_search
+    from reflective_search.train.step_features import prompt_shared_features
+    from reflective_search.train.tasks import countdown_problems
+
+    model = save_model_once(tiny_llama, tmp_path_factory)
+    trajectories = sample_with_search(tiny_llama, countdown_problems(3, [3, 4], 5), 2, 1.0, progress=False)
+    trajectories = trajectories[::2] + trajectories[1::2]  # a prompt's samples apart in the list
+    assert feature_units(trajectories, 3) == [[0, 3], [1, 4], [2, 5]]
+    settings = dataclasses.replace(tiny_llama.settings, feature_layer=0, search_defaults=(
+        ("sampling.step.kind", "tokens"), ("sampling.step.size", 3)))
+    reader = tiny_llama.with_head(tiny_llama.head, settings)
+    here = prompt_shared_features(reader, trajectories)
+    pooled = features_on_executor(ExecutorSpec(workers=2), str(model), reader, trajectories, per_unit=3, progress=False)
+    assert [f.shape for f in pooled] == [f.shape for f in here] != [f.shape for f in prompt_shared_features(
+        tiny_llama, trajectories)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(pooled, here))
+
+
+def test_train_sprm_reads_a_frozen_heads_features_on_its_workers(tiny_llama, tmp_path_factory, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from reflective_search.train.sprm import sample_with_search, save_trajectories
+    from reflective_search.train.tasks import countdown_problems
+
+    model = save_model_once(tiny_llama, tmp_path_factory)
+    save_trajectories(sample_with_search(tiny_llama, countdown_problems(2, [3], 0), 2, 1.0, progress=False),
+                      tmp_path / "samples.jsonl")
+    heads = {}
+    for workers in (1, 2):  # both on the same samples, with contrast pairs for the missing class
+        code, _, err = run_cli("train", "sprm", "--model", model, "--out", tmp_path / f"w{workers}", "--contrast", 2, "--epochs", 2, "--standardise", "--workers", workers,
+                               "--trajectories", tmp_path / "samples.jsonl")
+        assert code == 0, err
+        heads[workers] = load_file(tmp_path / f"w{workers}" / "sprm_head.safetensors")
+    assert heads[1].keys() == heads[2].keys()
+    assert all(torch.allclose(heads[1][k], heads[2][k], atol=1e-4) for k in heads[1])

@@ -112,7 +112,7 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
                         help="where --sampler search draws the trajectories: this machine, or a Ray cluster")
     parser.add_argument("--address", default=None,
                         help='with --executor ray: "auto" or host:port of the cluster (default: a private local Ray)')
-    parser.add_argument("--workers", type=int, default=1, help="sampling workers, each with its own model copy")
+    parser.add_argument("--workers", type=int, default=1, help="workers that sample and read a frozen head's features, each with its own model copy")
     parser.add_argument("--labels", choices=["outcome", "steps"], default=defaults.labels,
                         help="outcome: final-answer correctness (the SPRM's only signal); steps: the step "
                              "checker's labels, a diagnostic upper bound that no shipped head may use")
@@ -205,7 +205,7 @@ def run_sprm(args: argparse.Namespace) -> int:
     prepare_output_dir(args.out, "--out")
     if args.trajectories and not Path(args.trajectories).is_file():
         check_writable(args.trajectories, "--trajectories")
-    on_executor = _executor_sampler(args)  # bad executor flags fail before any work
+    executor = _executor(args)  # bad executor flags fail before any work
     reuse = bool(args.trajectories) and Path(args.trajectories).is_file()
     problems = None if reuse else load_problems(source, count, args.numbers, args.seed, need="answer" if
                                                 task.name == "math" else None)  # bad files fail before loading
@@ -214,7 +214,8 @@ def run_sprm(args: argparse.Namespace) -> int:
     if reuse:
         trajectories = load_trajectories(model, args.trajectories)
     else:
-        sample = on_executor or (sample_with_search if args.sampler == "search" else sample_trajectories)
+        sample = _on_executor(executor, args) if executor else \
+            (sample_with_search if args.sampler == "search" else sample_trajectories)
         trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task)
         if args.trajectories:
             save_trajectories(trajectories, args.trajectories)
@@ -232,7 +233,8 @@ def run_sprm(args: argparse.Namespace) -> int:
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
     # the settings first: the head is trained on the steps the saved model will search with
-    model = train_head(with_search_defaults(model, chosen), trajectories, config, task=task)
+    model = train_head(with_search_defaults(model, chosen), trajectories, config, task=task,
+                       read_features=_features_on(executor, args) if executor else None)
     model.save_pretrained(args.out)
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
           f"{time.perf_counter() - start:.0f} s, saved to {args.out}")
@@ -254,11 +256,11 @@ def with_search_defaults(model, chosen: dict):
     return model.with_head(model.head, dataclasses.replace(model.settings, search_defaults=merged), model.feature_norm)
 
 
-def _executor_sampler(args: argparse.Namespace):
-    """``--executor ray`` or ``--workers N``: a sampler drawing on the executor's workers (None: in process)."""
+def _executor(args: argparse.Namespace):
+    """``--executor ray`` or ``--workers N``: the executor that samples and reads frozen
+    features (None: this process)."""
     from reflective_search.errors import ConfigError
-    from reflective_search.experiments.spec import ExecutorSpec, resolve_model
-    from reflective_search.train.executor_sampling import sample_on_executor
+    from reflective_search.experiments.spec import ExecutorSpec
 
     if args.executor == "local" and args.workers == 1 and args.address is None:
         return None
@@ -268,7 +270,23 @@ def _executor_sampler(args: argparse.Namespace):
         raise ConfigError(f"--workers {args.workers}: give 1 or more")
     if args.address is not None and args.executor != "ray":
         raise ConfigError("--address applies to a Ray cluster: add --executor ray")
-    executor = ExecutorSpec(kind=args.executor, address=args.address, workers=args.workers)
+    return ExecutorSpec(kind=args.executor, address=args.address, workers=args.workers)
+
+
+def _on_executor(executor, args: argparse.Namespace):
+    """A sampler drawing on the executor's workers."""
+    from reflective_search.experiments.spec import resolve_model
+    from reflective_search.train.executor_sampling import sample_on_executor
+
     model_ref = resolve_model(args.model)
     return lambda model, problems, samples, temperature, seed, task: sample_on_executor(
         executor, model_ref, problems, samples, temperature, seed=seed, task=task)
+
+
+def _features_on(executor, args: argparse.Namespace):
+    """A frozen-feature reader on the executor's workers (each loads --model's backbone)."""
+    from reflective_search.experiments.spec import resolve_model
+    from reflective_search.train.executor_sampling import features_on_executor
+
+    model_ref = resolve_model(args.model)
+    return lambda model, trajectories: features_on_executor(executor, model_ref, model, trajectories)

@@ -1,18 +1,22 @@
-"""Head-training trajectories sampled on an executor's workers (Ray actors or a local pool).
+"""Head-training trajectories sampled, and their frozen step features read, on an
+executor's workers (Ray actors or a local pool).
 
 The driver cuts the work into the very ``SampleUnit``s that ``sample_with_search`` runs in
 this process, sends them out, and puts the returned trajectories back in unit order: the
 same problems, samples and seed give the same trajectories wherever they were drawn. Only
-the driver writes anything (the trajectories file, the head).
+the driver writes anything (the trajectories file, the head). The frozen feature pass
+(``features_on_executor``) is cut the same way, by whole prompts, and reassembled in order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from reflective_search.experiments.executors import open_executor
 from reflective_search.experiments.spec import ExecutorSpec
 from reflective_search.train.sprm import SampleUnit, Trajectory, sample_unit, sample_units
+from reflective_search.train.step_features import prompt_shared_features
 from reflective_search.train.tasks import Task, TrainingProblem
 
 
@@ -40,3 +44,58 @@ def sample_on_executor(executor: ExecutorSpec, model_ref: str | None, problems: 
             drawn[finished.index] = finished.result
             bar.update(len(finished.item.problems))
     return [trajectory for index in range(len(units)) for trajectory in drawn[index]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureUnit:
+    """Trajectories (whole prompt groups) whose features a worker reads, and where from: the
+    head's layer and the search defaults that fix the step rule (the driver's, not the saved model's)."""
+    trajectories: tuple[Trajectory, ...]
+    feature_layer: int
+    search_defaults: tuple
+
+
+class UnitFeatures:
+    """A worker's feature reader: the unit's step features [steps, H] per trajectory."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __call__(self, unit: FeatureUnit) -> list:
+        settings = dataclasses.replace(self.model.settings, feature_layer=unit.feature_layer,
+                                       search_defaults=unit.search_defaults)
+        return prompt_shared_features(self.model.with_head(self.model.head, settings), unit.trajectories)
+
+
+def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, trajectories: Sequence[Trajectory],
+                         per_unit: int = 256, progress: bool = True) -> list:
+    """``prompt_shared_features(model, trajectories)``, read by the executor's workers (each
+    loads ``model_ref``, the backbone of ``model``) in units of about ``per_unit`` trajectories."""
+    from tqdm import tqdm
+
+    members = feature_units(trajectories, per_unit)
+    settings = model.settings
+    units = [FeatureUnit(tuple(trajectories[i] for i in unit), settings.feature_layer, settings.search_defaults)
+             for unit in members]
+    out: list = [None] * len(trajectories)
+    with open_executor(executor, model_ref, UnitFeatures) as running, \
+            tqdm(total=len(trajectories), desc="head features", unit="trajectory", disable=not progress) as bar:
+        for finished in running.map(units):
+            for i, features in zip(members[finished.index], finished.result):
+                out[i] = features
+            bar.update(len(finished.result))
+    return out
+
+
+def feature_units(trajectories: Sequence[Trajectory], per_unit: int) -> list[list[int]]:
+    """Indices of whole prompt groups, packed in first-seen order into units of about
+    ``per_unit`` trajectories (a larger group is a unit of its own)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, trajectory in enumerate(trajectories):
+        groups.setdefault(trajectory.prompt_ids, []).append(i)
+    packed: list[list[int]] = [[]]
+    for group in groups.values():
+        if packed[-1] and len(packed[-1]) + len(group) > per_unit:
+            packed.append([])
+        packed[-1].extend(group)
+    return [unit for unit in packed if unit]

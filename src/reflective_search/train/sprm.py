@@ -27,7 +27,7 @@ from reflective_search.errors import ProblemError
 from reflective_search.model.head import build_head
 from reflective_search.model.reflective import ReflectiveModel
 from reflective_search.train.losses import LOSSES
-from reflective_search.train.step_features import frozen_features, make_step_batch
+from reflective_search.train.step_features import make_step_batch, prompt_shared_features, stack_step_features
 from reflective_search.train.tasks import Task, TrainingProblem, get_task
 
 if TYPE_CHECKING:
@@ -217,16 +217,21 @@ def scale_gradient(features: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], config: HeadConfig,
-               log=None, task: Task | None = None) -> ReflectiveModel:
+               log=None, task: Task | None = None, read_features=None) -> ReflectiveModel:
     """Train a fresh head on labelled trajectories; returns the model wearing it (backbone
-    shared). Progress goes to ``log`` (None: standard error at call time)."""
+    shared). Progress goes to ``log`` (None: standard error at call time). ``read_features``
+    (model, trajectories) -> each trajectory's step features, for a frozen head: where the
+    feature pass runs (None: ``prompt_shared_features`` in this process)."""
     log = log or sys.stderr
-    torch.manual_seed(config.seed)
-    head = build_head(model.hidden_size, model.settings.head_width)
     # The feature hook is fixed when a model is built, so another layer means another wrapper.
     settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer, head_trained=True)
-    model = model.with_head(head, settings)
-    if config.backbone_scale > 0:
+    frozen = config.backbone_scale == 0
+    # Features first: a pool of workers may draw on torch's global generator, which seeds the head.
+    features = (read_features or prompt_shared_features)(model.with_head(model.head, settings), trajectories) \
+        if frozen else None
+    torch.manual_seed(config.seed)
+    model = model.with_head(build_head(model.hidden_size, model.settings.head_width), settings)
+    if not frozen:
         if config.standardise:
             raise ValueError("standardise applies to frozen heads (backbone_scale 0): the features move in joint training")
         if model.adapter_source is not None:  # a LoRA policy: train its adapter, which saves as one again
@@ -236,7 +241,7 @@ def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], confi
         _train_joint(model, trajectories, config, log, task)
         model.adapter_source = None  # the backbone changed: saved as the trained adapter, or in full
     else:
-        _train_frozen(model, trajectories, config, log, task)
+        _train_frozen(model, trajectories, features, config, log, task)
     return model.eval()
 
 
@@ -244,9 +249,10 @@ def _head_optimizer(model: ReflectiveModel, config: HeadConfig) -> torch.optim.O
     return torch.optim.AdamW(model.head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
-def _train_frozen(model: ReflectiveModel, trajectories, config: HeadConfig, log, task: Task | None) -> None:
-    """Features computed once; the head trains on them alone (trajectory-level batches)."""
-    features, labels, owners, _ = frozen_features(model, trajectories, labels=config.labels, task=task)
+def _train_frozen(model: ReflectiveModel, trajectories, per_trajectory, config: HeadConfig, log,
+                  task: Task | None) -> None:
+    """The head trains on features computed once (trajectory-level batches)."""
+    features, labels, owners, _ = stack_step_features(model, trajectories, per_trajectory, config.labels, task)
     print(f"head features: {len(labels)} steps of {len(trajectories)} trajectories", file=log, flush=True)
     if config.standardise:
         model.feature_norm = (features.mean(dim=0), features.std(dim=0).clamp_min(1e-6))

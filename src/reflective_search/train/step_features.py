@@ -121,6 +121,7 @@ def prompt_shared_features(model: ReflectiveModel, trajectories: Sequence[Trajec
     return [features for features, _ in prompt_shared_pass(model, trajectories, rows)]
 
 
+@torch.no_grad()
 def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 256,
                        logprobs: bool = False) -> list[tuple[torch.Tensor, float | None]]:
     """(step features [steps, H], mean log-probability per response token or None) of each

@@ -32,7 +32,7 @@ def test_solve_by_name_answers_and_sets_its_pick_against_greedy(smol_cache, caps
     require_smol()
     assert main(["solve", EXAMPLE, "--model", NAME, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert (result["method"], result["answer"], result["generated_tokens"]) == ("mcts", "8*7-3", 324)
+    assert (result["method"], result["answer"], result["generated_tokens"]) == ("mcts", "8*3-7", 324)
     assert (result["greedy"]["answer"], result["greedy"]["generated_tokens"]) == ("8*3-7", 41)
     assert result["verdict"] == result["greedy"]["verdict"] == "not solved: the answer does not make 29 from 3 7 8"
 
@@ -63,3 +63,34 @@ def test_the_shipped_search_configs_hold_the_settings_the_model_was_evaluated_wi
     wanted = {key: value for key, value in chosen.items() if key.split(".")[0] in sections}
     config = flatten(read_yaml_mapping(Path(__file__).parents[1] / "search_configs" / f"{method}.yaml")["search"])
     assert {key: config.get(key) for key in wanted} == wanted and config["method"] == method
+
+
+def test_the_shipped_head_ranks_correct_solutions_above_faked_ones(smol_cache):
+    """CI's smoke check of the head: on generated pairs of a correct and a faked solution to
+    validation problems (a true move to a dead end, then an equation that lies to claim the
+    target) it orders most pairs right; the README example's pair among them."""
+    import math
+    import random
+
+    from reflective_search.model.reflective import ReflectiveModel
+    from reflective_search.tasks.countdown import solution_text, solve_random
+    from reflective_search.tasks.countdown_fakes import faked_solution
+    from reflective_search.train.data import valid_problems
+
+    require_smol()
+    model = ReflectiveModel.from_pretrained(NAME)
+
+    def score(problem: str, response: str) -> float:
+        steps = model.score_steps(problem, response)
+        return math.exp(sum(math.log(s) for s in steps) / len(steps))
+
+    right = "7*3=21, left 8 21.\n\n21+8=29, left 29.\n\nAnswer: 7*3+8.\n\n"
+    faked = "8*3=24, left 7 24.\n\n24+7=29, left 29.\n\nAnswer: 8*3+7.\n\n"
+    assert score(EXAMPLE, right) > score(EXAMPLE, faked)
+    rng, pairs = random.Random(0), []
+    for problem in valid_problems(3, 30):
+        lie = faked_solution(problem, rng)
+        if lie is not None:
+            pairs.append((problem.text, solution_text(problem, solve_random(problem.numbers, problem.target, rng)), lie))
+    ordered = sum(score(text, good) > score(text, bad) for text, good, bad in pairs[:20])
+    assert len(pairs) >= 20 and ordered >= 14  # measured: 78 of 100 such pairs; the head before contrast pairs, 51

@@ -93,4 +93,5 @@ def test_the_shipped_head_ranks_correct_solutions_above_faked_ones(smol_cache):
         if lie is not None:
             pairs.append((problem.text, solution_text(problem, solve_random(problem.numbers, problem.target, rng)), lie))
     ordered = sum(score(text, good) > score(text, bad) for text, good, bad in pairs[:20])
-    assert len(pairs) >= 20 and ordered >= 14  # measured: 78 of 100 such pairs; the head before contrast pairs, 51
+    # measured: 15 of these 20 (78 of 100 such pairs); the head before contrast pairs 11 (51 of 100)
+    assert len(pairs) >= 20 and ordered >= 13

@@ -97,4 +97,7 @@ def test_evaluate_heads_scores_each_head_on_the_same_samples(tmp_path, capsys):
     # The samples, and so the log-prob ranking, are shared; the heads' own numbers differ.
     assert first["trajectory_auc_logprob"] == other["trajectory_auc_logprob"]
     assert first == again and first["trajectory_auc"] != other["trajectory_auc"]
+    assert {k: first[k] for k in ("self_consistency", "pass_at_n", "sample_accuracy")} == \
+        {k: other[k] for k in ("self_consistency", "pass_at_n", "sample_accuracy")}
+    assert f"self-consistency {first['self_consistency']:.3f}, pass@2 {first['pass_at_n']:.3f})" in capsys.readouterr().out
     assert len(samples.read_text().splitlines()) == 6

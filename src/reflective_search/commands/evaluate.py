@@ -132,7 +132,7 @@ def _heads(args) -> dict:
     """Every model's head scores the same samples (drawn once, by the first model's policy)."""
     from reflective_search.train.evaluate import features_and_logprobs, score_trajectories, with_logprobs
     from reflective_search.train.metrics import (
-        auc_intervals, best_of_n_accuracy, head_summary, logprob_score, trajectory_auc,
+        auc_intervals, best_of_n_accuracy, head_summary, logprob_score, sample_summary, trajectory_auc,
     )
 
     models, task, out = _models(args), _task(args), {}
@@ -145,13 +145,15 @@ def _heads(args) -> dict:
             records = with_logprobs(score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes)),
                                     logprobs)
             summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
-                       "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records)}
+                       "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records),
+                       **sample_summary(records)}
             out[f"{label} | {name}"] = summary
             low, high = summary["trajectory_auc_ci"]
             print(f"{label} | {name} | trajectory AUC {summary['trajectory_auc']:.3f} [{low:.3f}, {high:.3f}] (policy log-prob "
                   f"{summary['trajectory_auc_logprob']:.3f}) | step AUC min over positions "
                   f"{summary['step_auc_min_position']:.3f} | by position {_fmt(summary['step_auc_by_position'])} | "
-                  f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f})")
+                  f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f}, "
+                  f"self-consistency {summary['self_consistency']:.3f}, pass@{args.samples} {summary['pass_at_n']:.3f})")
     return out
 
 

@@ -146,6 +146,12 @@ def auc_intervals(records: Sequence[Scored], rounds: int = 1000) -> dict[str, tu
     }
 
 
+def sample_summary(records: Sequence[Scored]) -> dict[str, float]:
+    """What the samples themselves give, whichever head ranks them."""
+    return {"self_consistency": self_consistency_accuracy(records), "pass_at_n": pass_at_n(records),
+            "sample_accuracy": sample_accuracy(records)}
+
+
 def head_summary(records: Sequence[Scored]) -> dict[str, object]:
     """The head's numbers on one set of trajectories (N samples per problem)."""
     by_position = step_auc_by_position(records)

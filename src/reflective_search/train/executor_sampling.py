@@ -64,7 +64,7 @@ class UnitFeatures:
     def __call__(self, unit: FeatureUnit) -> list:
         settings = dataclasses.replace(self.model.settings, feature_layer=unit.feature_layer,
                                        search_defaults=unit.search_defaults)
-        return prompt_shared_features(self.model.with_head(self.model.head, settings), unit.trajectories)
+        return prompt_shared_features(self.model.with_head(self.model.head, settings), unit.trajectories, progress=False)
 
 
 def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, trajectories: Sequence[Trajectory],

@@ -111,19 +111,19 @@ def stack_step_features(model: ReflectiveModel, trajectories: Sequence[Trajector
     return features, torch.tensor(targets), torch.tensor(owners, dtype=torch.long), torch.tensor(index, dtype=torch.long)
 
 
-def prompt_shared_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 256
-                           ) -> list[torch.Tensor]:
+def prompt_shared_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 256,
+                           progress: bool = True) -> list[torch.Tensor]:
     """Each trajectory's step features [steps, H], read where ``step_positions`` says.
 
     A problem's samples share their prompt (the chat-formatted problem is most of each
     sequence), so the prompt is computed once and its KV copied to the rows continuing it.
     """
-    return [features for features, _ in prompt_shared_pass(model, trajectories, rows)]
+    return [features for features, _ in prompt_shared_pass(model, trajectories, rows, progress=progress)]
 
 
 @torch.no_grad()
 def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 256,
-                       logprobs: bool = False) -> list[tuple[torch.Tensor, float | None]]:
+                       logprobs: bool = False, progress: bool = True) -> list[tuple[torch.Tensor, float | None]]:
     """(step features [steps, H], mean log-probability per response token or None) of each
     trajectory, from one prompt-shared forward; ``logprobs`` asks for the second (the LM
     head then runs over every response position: keep ``rows`` small, [rows, T, vocab])."""
@@ -134,7 +134,8 @@ def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory
         groups.setdefault(trajectory.prompt_ids, []).append(i)
     out: list = [None] * len(trajectories)
     chunks = _equal_length_chunks(groups, rows)
-    for chunk in tqdm(chunks, desc="head features", unit="batch", disable=len(chunks) < 2, file=sys.stderr):
+    for chunk in tqdm(chunks, desc="head features", unit="batch", disable=not progress or len(chunks) < 2,
+                      file=sys.stderr):
         members = [[trajectories[i] for i in groups[prompt]] for prompt in chunk]
         read = _continue_prompts(model, chunk, members, logprobs)
         for i, result in zip((i for prompt in chunk for i in groups[prompt]), read):

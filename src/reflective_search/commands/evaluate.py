@@ -142,8 +142,8 @@ def _heads(args) -> dict:
         features, logprobs = features_and_logprobs(models[0], trajectories)
         passes = [(models[0], features)]
         for name, model in zip(args.model or ["shipped"], models):
-            records = with_logprobs(score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes)),
-                                    logprobs)
+            scored = score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes))
+            records = with_logprobs(scored, logprobs)
             summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
                        "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records),
                        **sample_summary(records)}

@@ -112,7 +112,8 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
                         help="where --sampler search draws the trajectories: this machine, or a Ray cluster")
     parser.add_argument("--address", default=None,
                         help='with --executor ray: "auto" or host:port of the cluster (default: a private local Ray)')
-    parser.add_argument("--workers", type=int, default=1, help="workers that sample and read a frozen head's features, each with its own model copy")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers that sample and read a frozen head's features, each with its own model copy")
     parser.add_argument("--labels", choices=["outcome", "steps"], default=defaults.labels,
                         help="outcome: final-answer correctness (the SPRM's only signal); steps: the step "
                              "checker's labels, a diagnostic upper bound that no shipped head may use")

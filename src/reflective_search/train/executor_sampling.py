@@ -16,7 +16,7 @@ from typing import Sequence
 from reflective_search.experiments.executors import open_executor
 from reflective_search.experiments.spec import ExecutorSpec
 from reflective_search.train.sprm import SampleUnit, Trajectory, sample_unit, sample_units
-from reflective_search.train.step_features import prompt_shared_features
+from reflective_search.train.step_features import prompt_groups, prompt_shared_features
 from reflective_search.train.tasks import Task, TrainingProblem
 
 
@@ -90,11 +90,8 @@ def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, t
 def feature_units(trajectories: Sequence[Trajectory], per_unit: int) -> list[list[int]]:
     """Indices of whole prompt groups, packed in first-seen order into units of about
     ``per_unit`` trajectories (a larger group is a unit of its own)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, trajectory in enumerate(trajectories):
-        groups.setdefault(trajectory.prompt_ids, []).append(i)
     packed: list[list[int]] = [[]]
-    for group in groups.values():
+    for group in prompt_groups(trajectories).values():
         if packed[-1] and len(packed[-1]) + len(group) > per_unit:
             packed.append([])
         packed[-1].extend(group)

@@ -129,9 +129,7 @@ def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory
     head then runs over every response position: keep ``rows`` small, [rows, T, vocab])."""
     from tqdm import tqdm
 
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, trajectory in enumerate(trajectories):
-        groups.setdefault(trajectory.prompt_ids, []).append(i)
+    groups = prompt_groups(trajectories)
     out: list = [None] * len(trajectories)
     chunks = _equal_length_chunks(groups, rows)
     for chunk in tqdm(chunks, desc="head features", unit="batch", disable=not progress or len(chunks) < 2,
@@ -141,6 +139,14 @@ def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory
         for i, result in zip((i for prompt in chunk for i in groups[prompt]), read):
             out[i] = result
     return out
+
+
+def prompt_groups(trajectories: Sequence[Trajectory]) -> dict[tuple[int, ...], list[int]]:
+    """Indices of the trajectories continuing each distinct prompt, in first-seen order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, trajectory in enumerate(trajectories):
+        groups.setdefault(trajectory.prompt_ids, []).append(i)
+    return groups
 
 
 def _equal_length_chunks(groups: dict[tuple[int, ...], list[int]], rows: int) -> list[list[tuple[int, ...]]]:

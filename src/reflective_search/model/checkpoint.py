@@ -146,14 +146,28 @@ def _load_adapter(directory: Path, base: str | None, dtype, device, attn_impleme
     if base not in BASES:
         raise ModelError(f"{directory} holds a LoRA adapter but names no known base ({base!r}); "
                          f"known bases: {', '.join(sorted(BASES))}")
-    from peft import PeftModel
-
     backbone, _ = load_base(base, dtype, pick_attention(attn_implementation, device))
     try:
-        merged = PeftModel.from_pretrained(backbone, directory).merge_and_unload()
+        merged = _merged(backbone, directory)
     except Exception as exc:  # peft raises many kinds for broken adapter files
         raise ModelError(f"{directory}: the LoRA adapter is corrupted or incomplete ({exc}): re-save the model") from None
     return merged.to(device).eval(), _load_tokenizer(directory)
+
+
+def _merged(backbone, directory: Path):
+    """``backbone`` with the adapter in ``directory`` merged: by hand when it is plain LoRA
+    (no peft import, seconds faster), else through peft."""
+    from safetensors.torch import load_file
+
+    from reflective_search.model.lora import merge_lora, plain_lora
+
+    config = json.loads((directory / ADAPTER_FILE).read_text(encoding="utf-8"))
+    if plain_lora(config) and (directory / ADAPTER_WEIGHTS).is_file():
+        merge_lora(backbone, load_file(str(directory / ADAPTER_WEIGHTS)), config)
+        return backbone
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(backbone, directory).merge_and_unload()
 
 
 def _resolve(directory) -> Path:

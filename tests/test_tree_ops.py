@@ -92,3 +92,16 @@ def test_selection_with_virtual_loss_spreads_over_leaves():
         backup(tree, child, 0.5)
     assert select_leaves(tree, 4, 1.0, virtual_loss=1.0) == [1, 2, 3, 4]
     assert select_leaves(tree, 4, 1.0, virtual_loss=0.0) == [1]  # no virtual loss: one leaf
+
+
+def test_small_trees_run_the_python_twins_and_large_ones_the_compiled(monkeypatch):
+    """Importing numba and compiling costs seconds that a search's tree of tens of nodes never
+    earns back: below COMPILE_FROM_NODES the default is the Python kernel."""
+    from reflective_search import tree_ops
+
+    tree = random_tree(0)
+    assert tree_ops._kernel("select_leaves", tree, None) is tree_ops.PYTHON_KERNELS["select_leaves"]
+    monkeypatch.setattr(tree_ops, "COMPILE_FROM_NODES", tree.size)
+    assert tree_ops._kernel("backup_batch", tree, None) is tree_ops.compiled_kernels()["backup_batch"]
+    assert tree_ops._kernel("backup", tree, False) is tree_ops.PYTHON_KERNELS["backup"]
+    assert (tree_ops.compiled_kernels()["backup"] is not tree_ops.PYTHON_KERNELS["backup"]) == HAVE_NUMBA

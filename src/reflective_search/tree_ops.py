@@ -10,24 +10,25 @@ selection ``effective_visits == visits``.
 
 Compiling: numba resolves a kernel's calls to other functions through its globals, so
 each compiled kernel is built from the same code object with globals that point at the
-compiled helpers (``_compiled``); the Python twins keep the plain ones.
+compiled helpers (``_compiled``); the Python twins keep the plain ones. Importing numba
+and compiling costs seconds (5-6 s here), which a search's tree of tens of nodes never earns
+back, so the twins are built on first use, and only for trees of ``COMPILE_FROM_NODES``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 
 import numpy as np
 
 from reflective_search.tree import Tree
 
-try:
-    import numba
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised where numba is not installed
-    numba = None
-    HAVE_NUMBA = False
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+# Trees this large run compiled (by then a search has decoded ~100,000 tokens, minutes of
+# model time, so the compile is noise); smaller ones run the Python twins.
+COMPILE_FROM_NODES = 10_000
 
 
 def _best_child(node, first_child, num_children, visits, effective_visits, value_sum, value_max, prior,
@@ -101,33 +102,44 @@ def _backup_batch(parent, visits, effective_visits, value_sum, value_max, nodes,
         _backup(parent, visits, effective_visits, value_sum, value_max, nodes[i], values[i])
 
 
-select_leaves_py = _select_leaves
-backup_py = _backup
-backup_batch_py = _backup_batch
+PYTHON_KERNELS = {"select_leaves": _select_leaves, "backup": _backup, "backup_batch": _backup_batch}
+
+
 def _compiled(kernel, **helpers):
     """``kernel`` compiled by numba, its calls to ``helpers`` bound to compiled versions."""
+    import numba
+
     function = type(kernel)(kernel.__code__, dict(kernel.__globals__, **helpers), kernel.__name__ + "_nb")
     return numba.njit(cache=False)(function)
 
 
-if HAVE_NUMBA:
-    _best_child_nb = numba.njit(cache=False, inline="always")(_best_child)
-    select_leaves_nb = _compiled(_select_leaves, _best_child=_best_child_nb)
+@functools.cache
+def compiled_kernels() -> dict:
+    """The numba twins of ``PYTHON_KERNELS`` (the Python ones where numba is missing)."""
+    if not HAVE_NUMBA:  # pragma: no cover - exercised where numba is not installed
+        return PYTHON_KERNELS
+    import numba
+
     backup_nb = numba.njit(cache=False)(_backup)
-    backup_batch_nb = _compiled(_backup_batch, _backup=backup_nb)
-else:  # pragma: no cover
-    select_leaves_nb = select_leaves_py
-    backup_nb = backup_py
-    backup_batch_nb = backup_batch_py
+    best_child_nb = numba.njit(cache=False, inline="always")(_best_child)
+    return {"select_leaves": _compiled(_select_leaves, _best_child=best_child_nb), "backup": backup_nb,
+            "backup_batch": _compiled(_backup_batch, _backup=backup_nb)}
+
+
+def _kernel(name: str, tree: Tree, compiled: bool | None):
+    """``compiled``: True / False force a twin; None picks by the tree's size."""
+    if compiled is None:
+        compiled = tree.size >= COMPILE_FROM_NODES
+    return compiled_kernels()[name] if compiled else PYTHON_KERNELS[name]
 
 
 def select_leaves(tree: Tree, batch: int, c_puct: float, use_max: bool = False,
-                  virtual_loss: float = 1.0, compiled: bool = True, starts=None) -> list[int]:
+                  virtual_loss: float = 1.0, compiled: bool | None = None, starts=None) -> list[int]:
     """Distinct leaves (possibly terminal) chosen by ``batch`` PUCT descents.
 
     ``starts`` (length ``batch``) names the node each descent begins at; None: the root.
     """
-    kernel = select_leaves_nb if compiled else select_leaves_py
+    kernel = _kernel("select_leaves", tree, compiled)
     out = np.zeros(batch, np.int32)
     starts = np.zeros(batch, np.int32) if starts is None else np.asarray(starts, np.int32)
     assert len(starts) == batch, "one start node per descent"
@@ -136,14 +148,14 @@ def select_leaves(tree: Tree, batch: int, c_puct: float, use_max: bool = False,
     return list(dict.fromkeys(int(n) for n in out))
 
 
-def backup_batch(tree: Tree, nodes, values, compiled: bool = True) -> None:
+def backup_batch(tree: Tree, nodes, values, compiled: bool | None = None) -> None:
     """Back up ``values[i]`` from ``nodes[i]``, in order, in one kernel call."""
-    kernel = backup_batch_nb if compiled else backup_batch_py
+    kernel = _kernel("backup_batch", tree, compiled)
     kernel(tree.parent, tree.visits, tree.effective_visits, tree.value_sum, tree.value_max,
            np.asarray(nodes, np.int32), np.asarray(values, np.float64))
 
 
-def backup(tree: Tree, node: int, value: float, compiled: bool = True) -> None:
+def backup(tree: Tree, node: int, value: float, compiled: bool | None = None) -> None:
     """Back ``value`` up from ``node`` to the root."""
-    kernel = backup_nb if compiled else backup_py
+    kernel = _kernel("backup", tree, compiled)
     kernel(tree.parent, tree.visits, tree.effective_visits, tree.value_sum, tree.value_max, node, float(value))

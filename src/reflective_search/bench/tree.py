@@ -15,9 +15,7 @@ import numpy as np
 
 from reflective_search.interface import ChildStep, StepEnd
 from reflective_search.tree import Tree
-from reflective_search.tree_ops import (
-    HAVE_NUMBA, _compiled, backup_batch, backup_batch_nb, backup_batch_py, select_leaves_nb, select_leaves_py,
-)
+from reflective_search.tree_ops import HAVE_NUMBA, PYTHON_KERNELS, _compiled, backup_batch, compiled_kernels
 
 BATCH, FAN_OUT, C_PUCT = 16, 4, 1.5
 ROOTS = np.zeros(BATCH, np.int32)  # every descent starts at the root
@@ -29,14 +27,14 @@ def grow_tree(nodes: int, seed: int = 0) -> Tree:
     tree = Tree([1], "p", capacity=nodes + BATCH * FAN_OUT)
     out = np.zeros(BATCH, np.int32)
     while tree.size < nodes:
-        leaves = dict.fromkeys(int(n) for n in _select(select_leaves_nb, tree, out))
+        leaves = dict.fromkeys(int(n) for n in _select(compiled_kernels()["select_leaves"], tree, out))
         children, values = [], []
         for leaf in leaves:
             steps = [ChildStep((1,), "", 0.0, float(v), StepEnd.DELIMITER) for v in rng.random(FAN_OUT)]
             for child in tree.add_children(leaf, steps, list(rng.dirichlet(np.ones(FAN_OUT)))):
                 children.append(child)
                 values.append(tree.score[child])
-        backup_batch(tree, children, values)
+        backup_batch(tree, children, values, compiled=True)
     return tree
 
 
@@ -65,9 +63,14 @@ def _rounds(rounds, first_child, num_children, parent, visits, effective_visits,
         back(parent, visits, effective_visits, value_sum, value_max, out, values)
 
 
-# The same loop twice: calling the compiled kernels from compiled code, and the Python ones.
-_rounds_py = type(_rounds)(_rounds.__code__, dict(_rounds.__globals__, select=select_leaves_py, back=backup_batch_py))
-_rounds_nb = _compiled(_rounds, select=select_leaves_nb, back=backup_batch_nb) if HAVE_NUMBA else _rounds_py
+def round_loops() -> tuple:
+    """The same loop twice: calling the compiled kernels from compiled code, and the Python ones."""
+    python = type(_rounds)(_rounds.__code__, dict(_rounds.__globals__, select=PYTHON_KERNELS["select_leaves"],
+                                                   back=PYTHON_KERNELS["backup_batch"]))
+    if not HAVE_NUMBA:  # pragma: no cover
+        return python, python
+    kernels = compiled_kernels()
+    return _compiled(_rounds, select=kernels["select_leaves"], back=kernels["backup_batch"]), python
 
 
 def kernel_sims_per_second(tree: Tree, loop, seconds: float) -> float:
@@ -85,11 +88,13 @@ def kernel_sims_per_second(tree: Tree, loop, seconds: float) -> float:
 
 def run_tree_bench(nodes: int = 100_000, repeats: int = 3) -> dict:
     tree = grow_tree(nodes)
-    kernel_sims_per_second(tree, _rounds_nb, 0.2)  # warm-up (compiles)
-    sims_per_second(tree, select_leaves_nb, backup_batch_nb, 0.2)
-    fast = statistics.median(kernel_sims_per_second(tree, _rounds_nb, 1.0) for _ in range(repeats))
-    slow = statistics.median(kernel_sims_per_second(tree, _rounds_py, 1.0) for _ in range(repeats))
-    from_python = statistics.median(sims_per_second(tree, select_leaves_nb, backup_batch_nb, 1.0) for _ in range(repeats))
+    (rounds_nb, rounds_py), kernels = round_loops(), compiled_kernels()
+    kernel_sims_per_second(tree, rounds_nb, 0.2)  # warm-up (compiles)
+    sims_per_second(tree, kernels["select_leaves"], kernels["backup_batch"], 0.2)
+    fast = statistics.median(kernel_sims_per_second(tree, rounds_nb, 1.0) for _ in range(repeats))
+    slow = statistics.median(kernel_sims_per_second(tree, rounds_py, 1.0) for _ in range(repeats))
+    from_python = statistics.median(sims_per_second(tree, kernels["select_leaves"], kernels["backup_batch"], 1.0)
+                                    for _ in range(repeats))
     return {
         "nodes": tree.size,
         "max_depth": int(tree.depth[: tree.size].max()),

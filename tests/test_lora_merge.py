@@ -43,20 +43,29 @@ def _copy(backbone):
 
 
 @pytest.mark.parametrize("change", [{"use_dora": True}, {"use_rslora": True}, {"bias": "all"}, {"rank_pattern": {"q": 2}},
-                                    {"modules_to_save": ["lm_head"]}, {"peft_type": "IA3"}])
+                                    {"modules_to_save": ["lm_head"]}, {"peft_type": "IA3"},
+                                    {"alora_invocation_tokens": [7]}, {"an_option_a_later_peft_adds": True}])
 def test_adapters_that_are_not_plain_lora_are_left_to_peft(change):
     config = json.loads((shipped_model_path("countdown-smol") / "adapter_config.json").read_text())
     assert plain_lora(config) and not plain_lora({**config, **change})
 
 
-@pytest.mark.parametrize("weights, message", [
-    ({"base_model.model.layers.0.q_proj.lora_A.weight": torch.zeros(2, 4)}, "layers.0.q_proj lacks its A or B weight"),
-    ({"base_model.model.lm_head.weight": torch.zeros(2, 4)}, "base_model.model.lm_head.weight is not a LoRA weight"),
-    ({"model.layers.0.q_proj.lora_A.weight": torch.zeros(2, 4)}, "model.layers.0.q_proj.lora_A.weight is not a LoRA weight"),
-])
-def test_a_malformed_adapter_file_is_named(weights, message):
-    with pytest.raises(ValueError, match=f"^{message}$"):
-        lora_pairs(weights)
+def test_what_is_not_a_linear_map_pair_is_left_to_peft_untouched(tiny_llama):
+    config = json.loads((shipped_model_path("countdown-smol") / "adapter_config.json").read_text())
+    before = {key: value.clone() for key, value in tiny_llama.backbone.state_dict().items()}
+    embedding = {"base_model.model.model.embed_tokens.lora_embedding_A": torch.ones(2, 4)}
+    not_linear = {"base_model.model.model.norm.lora_A.weight": torch.ones(2, 64),
+                  "base_model.model.model.norm.lora_B.weight": torch.ones(64, 2)}
+    assert lora_pairs(embedding) is None and lora_pairs({"model.layers.0.q_proj.lora_A.weight": torch.ones(2)}) is None
+    assert not merge_lora(tiny_llama.backbone, embedding, config)
+    assert not merge_lora(tiny_llama.backbone, not_linear, config)
+    assert not merge_lora(tiny_llama.backbone, {}, config)
+    assert all(torch.equal(value, before[key]) for key, value in tiny_llama.backbone.state_dict().items())
+
+
+def test_a_pair_missing_a_half_is_named():
+    with pytest.raises(ValueError, match="^model.layers.0.q_proj lacks its A or B weight$"):
+        lora_pairs({"base_model.model.model.layers.0.q_proj.lora_A.weight": torch.zeros(2, 4)})
 
 
 def test_the_shipped_adapter_loads_without_peft_and_a_pair_that_does_not_fit_is_named(smol_cache, tmp_path, monkeypatch):
@@ -76,4 +85,5 @@ def test_the_shipped_adapter_loads_without_peft_and_a_pair_that_does_not_fit_is_
     with pytest.raises(ModelError) as error:
         load_model(folder)
     assert str(error.value) == (f"{folder}: the LoRA adapter is corrupted or incomplete (the pair for "
-                                "model.layers.3.self_attn.k_proj does not fit a linear map of the base): re-save the model")
+                                "model.layers.3.self_attn.k_proj does not fit its linear map (192 x 576): B is (191, 16), "
+                                "A is (16, 576)): re-save the model")

@@ -162,8 +162,8 @@ def _merged(backbone, directory: Path):
     from reflective_search.model.lora import merge_lora, plain_lora
 
     config = json.loads((directory / ADAPTER_FILE).read_text(encoding="utf-8"))
-    if plain_lora(config) and (directory / ADAPTER_WEIGHTS).is_file():
-        merge_lora(backbone, load_file(str(directory / ADAPTER_WEIGHTS)), config)
+    weights = directory / ADAPTER_WEIGHTS
+    if plain_lora(config) and weights.is_file() and merge_lora(backbone, load_file(str(weights)), config):
         return backbone
     from peft import PeftModel
 

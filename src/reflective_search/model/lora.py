@@ -13,37 +13,53 @@ import torch
 
 PREFIX = "base_model.model."  # how peft names the wrapped model's modules in a saved adapter
 SIDES = {"lora_A.weight": 0, "lora_B.weight": 1}
+# Adapter settings that leave the merge W += (lora_alpha / r) * B @ A as it is, whatever their
+# value (naming, initialisation, dropout, which layers were targeted). Any other setting that
+# is set (DoRA, rsLoRA, biases, per-module ranks, aLoRA, layer replication, settings a later
+# peft adds) leaves the adapter to peft.
+NEUTRAL = frozenset({
+    "peft_type", "r", "lora_alpha", "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern",
+    "base_model_name_or_path", "revision", "task_type", "inference_mode", "peft_version", "auto_mapping",
+    "init_lora_weights", "lora_dropout", "bias", "eva_config", "corda_config", "loftq_config", "lora_ga_config",
+    "qalora_group_size", "megatron_core",
+})
 
 
 def plain_lora(config: dict) -> bool:
-    """Whether every saved pair merges as ``W += (lora_alpha / r) * B @ A``."""
-    extras = ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern", "modules_to_save", "fan_in_fan_out",
-              "lora_bias", "trainable_token_indices", "layer_replication", "target_parameters")
-    return config.get("peft_type") == "LORA" and config.get("bias", "none") == "none" and not any(
-        config.get(key) for key in extras)
+    """Whether the adapter's settings make its merge ``W += (lora_alpha / r) * B @ A``."""
+    return (config.get("peft_type") == "LORA" and config.get("bias", "none") == "none"
+            and not any(value for key, value in config.items() if key not in NEUTRAL))
 
 
-def merge_lora(backbone: torch.nn.Module, weights: dict[str, torch.Tensor], config: dict) -> None:
-    """Add each saved (A, B) pair into its linear map of ``backbone``, in place; ValueError
-    names a pair that is incomplete, has no module, or does not fit it."""
-    scale = config["lora_alpha"] / config["r"]
+def merge_lora(backbone: torch.nn.Module, weights: dict[str, torch.Tensor], config: dict) -> bool:
+    """Add each saved (A, B) pair into its linear map of ``backbone``, in place, and return
+    True; False, with nothing changed, when the adapter is not plain LoRA on linear maps
+    (peft's to merge). ValueError names a pair that is incomplete or does not fit its map."""
+    pairs = lora_pairs(weights) if plain_lora(config) else None
     modules = dict(backbone.named_modules())
-    for name, (down, up) in lora_pairs(weights).items():
-        linear = modules.get(name)
-        if not isinstance(linear, torch.nn.Linear) or up.shape[0] != linear.out_features \
-                or down.shape[1] != linear.in_features or up.shape[1] != down.shape[0]:
-            raise ValueError(f"the pair for {name} does not fit a linear map of the base")
-        with torch.no_grad():
-            linear.weight += ((up.float() @ down.float()) * scale).to(linear.weight.dtype)
+    if not pairs or not all(isinstance(modules.get(name), torch.nn.Linear) for name in pairs):
+        return False
+    for name, (down, up) in pairs.items():
+        linear = modules[name]
+        if up.shape[0] != linear.out_features or down.shape[1] != linear.in_features or up.shape[1] != down.shape[0]:
+            raise ValueError(f"the pair for {name} does not fit its linear map ({linear.out_features} x "
+                             f"{linear.in_features}): B is {tuple(up.shape)}, A is {tuple(down.shape)}")
+    scale = config["lora_alpha"] / config["r"]
+    with torch.no_grad():
+        for name, (down, up) in pairs.items():
+            weight = modules[name].weight
+            weight += ((up.float() @ down.float()) * scale).to(weight.dtype)
+    return True
 
 
-def lora_pairs(weights: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{module name: (A, B)} from an adapter file's tensors."""
+def lora_pairs(weights: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+    """{module name: (A, B)} from an adapter file's tensors; None when some tensor is not a
+    linear map's A or B (embedding LoRA, saved modules: peft's to load)."""
     pairs: dict[str, list] = {}
     for key, tensor in weights.items():
         module, _, side = key.removeprefix(PREFIX).partition(".lora_")
         if not key.startswith(PREFIX) or "lora_" + side not in SIDES:
-            raise ValueError(f"{key} is not a LoRA weight")
+            return None
         pairs.setdefault(module, [None, None])[SIDES["lora_" + side]] = tensor
     incomplete = [name for name, pair in pairs.items() if pair[0] is None or pair[1] is None]
     if incomplete:

@@ -1,9 +1,9 @@
 """Merging a saved LoRA adapter into its base's weights without importing peft.
 
-Importing peft costs seconds (5 s on an idle core here, 14 s on a busy one), more than the
-merge it is needed for: a plain LoRA adapter merges as ``W += (lora_alpha / r) * B @ A`` on
-each target linear map, computed in float32 and cast to the weight's dtype, as peft's
-``merge_and_unload`` computes it. Adapters outside that form (DoRA, rsLoRA, biases, ranks
+A plain LoRA adapter merges as ``W += (lora_alpha / r) * B @ A`` on each target linear map,
+computed in float32 and cast to the weight's dtype, as peft's ``merge_and_unload`` computes
+it. Done by hand it takes 0.34 s for countdown-smol's 210 maps on one idle core; peft's path
+(import, wrapping every map, merging, unwrapping) took 0.7 s, and seconds on a busy machine. Adapters outside that form (DoRA, rsLoRA, biases, ranks
 per module, saved modules or embeddings) are left to peft: ``plain_lora`` says which is which.
 """
 

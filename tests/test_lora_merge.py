@@ -15,6 +15,13 @@ from reflective_search.model.lora import lora_pairs, merge_lora, plain_lora
 from reflective_search.shipped import shipped_model_path
 
 
+def _copy(backbone):
+    """A second backbone with the same weights (deepcopy trips over the head's feature hook)."""
+    twin = type(backbone)(backbone.config)
+    twin.load_state_dict(backbone.state_dict())
+    return twin
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_merged_adapter_equals_peft_merge_and_unload(tiny_llama, tmp_path, dtype):
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -33,13 +40,6 @@ def test_a_merged_adapter_equals_peft_merge_and_unload(tiny_llama, tmp_path, dty
     theirs = reference.state_dict()
     moved = [key for key, value in ours.state_dict().items() if not torch.equal(value, tiny_llama.backbone.state_dict()[key])]
     assert len(moved) == 14 and all(torch.equal(value, theirs[key]) for key, value in ours.state_dict().items())
-
-
-def _copy(backbone):
-    """A second backbone with the same weights (deepcopy trips over the head's feature hook)."""
-    twin = type(backbone)(backbone.config)
-    twin.load_state_dict(backbone.state_dict())
-    return twin
 
 
 @pytest.mark.parametrize("change", [{"use_dora": True}, {"use_rslora": True}, {"bias": "all"}, {"rank_pattern": {"q": 2}},

@@ -11,8 +11,9 @@ selection ``effective_visits == visits``.
 Compiling: numba resolves a kernel's calls to other functions through its globals, so
 each compiled kernel is built from the same code object with globals that point at the
 compiled helpers (``_compiled``); the Python twins keep the plain ones. Importing numba
-and compiling costs seconds (5-6 s here), which a search's tree of tens of nodes never earns
-back, so the twins are built on first use, and only for trees of ``COMPILE_FROM_NODES``.
+and compiling cost every process 0.8 s on an idle core here (5-6 s on a busy machine), which
+a search's tree of tens of nodes never earns back, so the twins are built on first use, and
+only for trees of ``COMPILE_FROM_NODES`` nodes or more.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def _load_adapter(directory: Path, base: str | None, dtype, device, attn_impleme
 
 def _merged(backbone, directory: Path):
     """``backbone`` with the adapter in ``directory`` merged: by hand when it is plain LoRA
-    (no peft import, seconds faster), else through peft."""
+    (no peft: half the time, see ``model.lora``), else through peft."""
     from safetensors.torch import load_file
 
     from reflective_search.model.lora import merge_lora, plain_lora

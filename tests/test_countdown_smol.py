@@ -32,6 +32,7 @@ def test_solve_by_name_answers_and_sets_its_pick_against_greedy(smol_cache, caps
     assert main(["solve", EXAMPLE, "--model", NAME, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["method"], result["answer"], result["generated_tokens"]) == ("mcts", "8*3-7", 324)
+    assert result["duplicate_tokens"] == 196  # sampled siblings identical to one already in the tree
     assert (result["greedy"]["answer"], result["greedy"]["generated_tokens"]) == ("8*3-7", 41)
     assert result["verdict"] == result["greedy"]["verdict"] == "not solved: the answer does not make 29 from 3 7 8"
 

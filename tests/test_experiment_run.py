@@ -12,7 +12,7 @@ from reflective_search.experiments.spec import load_experiment, resolved_dict
 
 RECORD_FIELDS = {"problem_id", "point", "seed", "method", "answer", "reference", "correct", "score", "generated_tokens",
                  "forwarded_tokens", "expansions", "parameters", "flops", "seconds", "cpu_seconds", "unspent_tokens",
-                 "text"}
+                 "duplicate_tokens", "text"}
 SAMPLING = {"max_step_tokens": 8, "max_steps": 3}
 
 

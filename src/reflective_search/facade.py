@@ -78,7 +78,8 @@ class ReflectiveSearch:
 
     def _solution(self, problem: str, result: SearchOutcome, seconds: tuple[float, float]) -> Solution:
         meter = result.meter
+        in_nodes = int(result.tree.token_len[1: result.tree.size].sum())  # every node but the prompt
         stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, *seconds,
-                      unspent_tokens=meter.unspent_tokens)
+                      unspent_tokens=meter.unspent_tokens, duplicate_tokens=meter.generated_tokens - in_nodes)
         text = result.tree.response_text(result.chosen)
         return Solution(problem, self.config.method, result.answer, text, result.score, stats, result.tree)

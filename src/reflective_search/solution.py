@@ -15,6 +15,9 @@ class Stats:
     seconds: float  # wall time; in solve_batch, the batch's time split evenly over its problems
     cpu_seconds: float = 0.0  # this process's CPU time, split the same way (holds on a shared machine)
     unspent_tokens: int = 0  # MCTS: token budget left when the tree had nothing left to expand
+    # Of generated_tokens, those of sampled steps identical to a sibling already in the tree,
+    # merged away (MCTS, beam, DVTS, REBASE): compute that bought no new node.
+    duplicate_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         "generated_tokens": stats.generated_tokens, "forwarded_tokens": stats.forwarded_tokens,
         "expansions": stats.expansions, "seconds": round(stats.seconds, 3),
         "cpu_seconds": round(stats.cpu_seconds, 3), "unspent_tokens": stats.unspent_tokens,
+        "duplicate_tokens": stats.duplicate_tokens,
         "greedy": None if solution.method == "greedy" else _greedy(model, config, args.problem),
     }
     if args.json:
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"answer: {solution.answer}\nscore: {result['score']}\nmethod: {solution.method}")
         if result["verdict"]:
             print(f"verdict: {result['verdict']}")
-        print(f"compute: {stats.generated_tokens} generated tokens, {stats.forwarded_tokens} forwarded, "
+        duplicates = f" ({stats.duplicate_tokens} in duplicate siblings, merged)" if stats.duplicate_tokens else ""
+        print(f"compute: {stats.generated_tokens} generated tokens{duplicates}, {stats.forwarded_tokens} forwarded, "
               f"{stats.expansions} expansions, {result['seconds']} s")
         if result["greedy"]:
             print(_head_line(result))

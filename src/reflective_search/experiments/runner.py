@@ -135,5 +135,6 @@ def make_record(item: WorkItem, problem: Problem, solution, parameters: int) -> 
         "seconds": stats.seconds,
         "cpu_seconds": stats.cpu_seconds,
         "unspent_tokens": stats.unspent_tokens,
+        "duplicate_tokens": stats.duplicate_tokens,
         "text": solution.text,
     }

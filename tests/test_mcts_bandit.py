@@ -153,8 +153,30 @@ def test_mcts_widens_an_exhausted_tree_until_the_budget_is_spent():
     # 4 tokens per round: the first round and four widening rounds spend exactly the 20-token budget.
     assert (solution.stats.generated_tokens, solution.stats.unspent_tokens, expander.calls) == (20, 0, [1] * 5)
     assert solution.tree.num_children[0] == 5  # five distinct answers under the root
+    assert solution.stats.duplicate_tokens == 15  # each round's 4 samples were one answer: 3 tokens merged away
 
 
 def test_mcts_without_widening_reports_the_budget_it_left():
     solution, expander = _exhausting_solve(widen=0)
     assert (solution.stats.generated_tokens, solution.stats.unspent_tokens, expander.calls) == (4, 16, [1])
+    assert solution.stats.duplicate_tokens == 3
+
+
+def test_best_of_n_keeps_identical_samples_as_paths_so_none_of_its_tokens_are_duplicates():
+    from fakes import NullModel
+
+    from reflective_search import ReflectiveSearch
+
+    config = {"method": "best_of_n", "best_of_n": {"n": 4}}
+    solution = ReflectiveSearch(NullModel(), config, expander=ExhaustingExpander()).solve("p")
+    assert (solution.stats.generated_tokens, solution.stats.duplicate_tokens, solution.tree.num_children[0]) == (4, 0, 4)
+
+
+def test_root_children_widens_the_root_alone():
+    # Three first steps at the root (A = 0.6 leads), one child per step below it.
+    expander = BanditExpander({**SCORES, (2,): 0.5}, TEXTS)
+    config = {"method": "mcts", "budget": {"tokens": None, "expansions": 2},
+              "mcts": {"children": 1, "root_children": 3, "c_puct": 1.0, "batch_leaves": 1}}
+    tree = ReflectiveSearch(NullModel(), config, expander=expander).solve("bandit").tree
+    assert expander.calls == [[()], [(0,)]]
+    assert [int(tree.num_children[n]) for n in (ROOT, *tree.children(ROOT))] == [3, 1, 0, 0]

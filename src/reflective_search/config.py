@@ -161,6 +161,10 @@ class GumbelConfig:
 @dataclass(frozen=True, slots=True)
 class MCTSConfig:
     children: int = 4  # child steps sampled per expanded leaf (identical ones merged)
+    # Child steps sampled when the root is expanded (null: ``children``). The root is where a
+    # peaked policy's samples repeat most and where the tree's branches are cheapest, and its
+    # children are drawn once: a wider root buys the distinct first moves a narrow one never sees.
+    root_children: int | None = None
     c_puct: float = 1.5  # exploration constant in the PUCT formula
     batch_leaves: int = 4  # leaves selected (with virtual loss) and expanded per model call
     backup: str = "mean"  # mean | max: how a node's value summarises its subtree
@@ -176,6 +180,8 @@ class MCTSConfig:
 
     def __post_init__(self) -> None:
         _require(self.children >= 1, "mcts.children", "an integer >= 1", self.children)
+        _require(self.root_children is None or self.root_children >= 1, "mcts.root_children",
+                 "an integer >= 1 or null", self.root_children)
         _require(self.c_puct >= 0, "mcts.c_puct", "a number >= 0", self.c_puct)
         _require(self.batch_leaves >= 1, "mcts.batch_leaves", "an integer >= 1", self.batch_leaves)
         _require(self.backup in BACKUPS, "mcts.backup", " | ".join(BACKUPS), self.backup)
@@ -184,9 +190,13 @@ class MCTSConfig:
         _require(self.resample >= 0, "mcts.resample", "an integer >= 0", self.resample)
         _require(self.root in ROOT_RULES, "mcts.root", " | ".join(ROOT_RULES), self.root)
         considered = self.gumbel.considered
-        _require(self.root != "gumbel" or considered <= self.children, "mcts.gumbel.considered",
-                 f"an integer <= mcts.children ({self.children})", considered)
+        _require(self.root != "gumbel" or considered <= self.children_at(0), "mcts.gumbel.considered",
+                 f"an integer <= the root's children ({self.children_at(0)})", considered)
         _require(self.widen >= 0, "mcts.widen", "an integer >= 0", self.widen)
+
+    def children_at(self, depth: int) -> int:
+        """Child steps to sample below a node at ``depth`` (the root is depth 0)."""
+        return self.root_children if depth == 0 and self.root_children is not None else self.children
 
 
 @dataclass(frozen=True, slots=True)

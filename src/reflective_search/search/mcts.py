@@ -112,18 +112,19 @@ ROOT_RULES = {"puct": PuctRoot, "gumbel": GumbelRoot}
 
 def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, seed: int, meter: Meter,
                     released: tuple = ()):
-    """Sample ``children`` steps for each leaf; resample where duplicates left fewer distinct.
+    """Sample ``children`` steps for each leaf (``root_children`` at the root); resample where
+    duplicates left fewer distinct.
 
     A peaked policy often draws the same step k times; merged, that leaves one child and
     a chain-shaped tree that the search exhausts long before its budget. Up to
     ``mcts.resample`` more rounds ask such leaves for the missing number of children.
     Returns one Expansion per leaf holding every sample drawn for it.
     """
-    k = config.mcts.children
+    k = {leaf: config.mcts.children_at(int(tree.depth[leaf])) for leaf in leaves}
     drawn: dict[int, list] = {leaf: [] for leaf in leaves}
     forwarded = dict.fromkeys(leaves, 0)
     for attempt in range(1 + config.mcts.resample):
-        short = {leaf: k - len(merge_identical(drawn[leaf])) for leaf in leaves}
+        short = {leaf: k[leaf] - len(merge_identical(drawn[leaf])) for leaf in leaves}
         asking = [leaf for leaf in leaves if short[leaf] > 0]
         if not asking:
             break
@@ -140,14 +141,14 @@ def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, see
 
 def widen(tree: Tree, leaves: Sequence[int], drawn: dict, forwarded: dict, config: SearchConfig, seed: int,
           meter: Meter):
-    """Ask ``leaves`` for ``children`` more samples each while this round would leave the tree
+    """Ask ``leaves`` for as many more samples as they were first asked for while this round would leave the tree
     without an open leaf and budget remains (at most ``mcts.widen`` rounds). Mutates ``drawn``
     and ``forwarded``."""
     for attempt in range(config.mcts.widen):
         if budget_spent(meter, config) or would_stay_open(tree, leaves, drawn, config):
             return
-        requests = tuple(request(tree, leaf, config.mcts.children, derive_seed(seed, "widen", attempt))
-                         for leaf in leaves)
+        requests = tuple(request(tree, leaf, config.mcts.children_at(int(tree.depth[leaf])),
+                                 derive_seed(seed, "widen", attempt)) for leaf in leaves)
         expansions = yield ExpandCall(requests, config.sampling)
         meter.charge(expansions)
         for leaf, expansion in zip(leaves, expansions):

@@ -49,7 +49,32 @@ def test_evaluate_search_runs_only_the_methods_asked_for(tmp_path, capsys):
     row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
     assert set(row) == {"greedy", "mcts"}
     assert row["mcts"]["overrides"] == {"sampling.temperature": 0.7, "budget.tokens": 60}
+    assert len(row["mcts"]["correct"]) == 2 and row["mcts"]["accuracy"] == sum(row["mcts"]["correct"]) / 2
     assert (tmp_path / "search.png").is_file()
+
+
+def test_evaluate_search_pairs_mcts_with_best_of_n_on_the_same_problems(tmp_path, capsys):
+    from reflective_search.cli import main
+
+    assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "3", "--methods", "best_of_n", "mcts",
+                 "--samples", "2", "--mcts", "budget.tokens=60", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
+    mcts, best = row["mcts"]["correct"], row["best_of_2_sprm"]["correct"]
+    paired = row["mcts_minus_best_of_2"]
+    assert paired["difference"] == (sum(mcts) - sum(best)) / 3
+    assert paired["ci"][0] <= paired["difference"] <= paired["ci"][1]
+    assert "correct" not in row["best_of_2_logprob"]  # another ranking of the same samples: no engine verdicts
+    assert f"  mcts - best_of_2_sprm: {paired['difference']:+.3f} (paired 95% CI" in capsys.readouterr().out
+
+
+def test_a_paired_difference_resamples_problems_for_both_methods():
+    from reflective_search.train.metrics import paired_difference
+
+    assert paired_difference([True, True], [False, False]) == {"difference": 1.0, "ci": [1.0, 1.0]}
+    mixed = paired_difference([1, 1, 0, 1], [0, 1, 0, 0])
+    assert mixed["difference"] == 0.5 and 0.0 <= mixed["ci"][0] < 0.5 < mixed["ci"][1] <= 1.0
+    # Resampling problems, not verdicts: a method against itself differs by exactly 0 in every draw.
+    assert paired_difference([1, 0, 1], [1, 0, 1]) == {"difference": 0.0, "ci": [0.0, 0.0]}
 
 
 def _other_head(model, seed: int):

@@ -57,6 +57,12 @@ def test_considered_above_children_is_fine_while_the_root_is_puct():
     assert config_from_dict({"mcts": {"children": 2}}).mcts.gumbel.considered == 4
 
 
+def test_a_gumbel_root_considers_up_to_the_root_children():
+    mcts = config_from_dict({"mcts": {"root": "gumbel", "children": 2, "root_children": 8,
+                                      "gumbel": {"considered": 8}}}).mcts
+    assert (mcts.children_at(0), mcts.children_at(1), mcts.children_at(5)) == (8, 2, 2)
+
+
 @pytest.mark.parametrize("method", ["dvts", "rebase"])
 def test_new_methods_build_from_python(method):
     assert SearchConfig(method=method).method == method

@@ -190,6 +190,7 @@ def _fmt(by_position: dict) -> str:
 
 def _search(args) -> dict:
     from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_result
+    from reflective_search.train.metrics import paired_difference
 
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
     from reflective_search.experiments.spec import parse_search_settings
@@ -203,6 +204,9 @@ def _search(args) -> dict:
             row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task)
         if "mcts" in args.methods:
             row["mcts"] = {**mcts_result(model, problems, overrides, task).as_dict(), "overrides": overrides}
+        if {"mcts", f"best_of_{args.samples}_sprm"} <= row.keys():
+            row[f"mcts_minus_best_of_{args.samples}"] = paired_difference(
+                row["mcts"]["correct"], row[f"best_of_{args.samples}_sprm"]["correct"])
         out[label] = row
         _print_search_table(label, row, args.samples)
     if args.out:
@@ -224,6 +228,10 @@ def _print_search_table(label: str, row: dict, samples: int) -> None:
     for method, result in row.items():
         if isinstance(result, dict) and "accuracy" in result:
             print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")
+    paired = row.get(f"mcts_minus_best_of_{samples}")
+    if paired:
+        low, high = paired["ci"]
+        print(f"  mcts - best_of_{samples}_sprm: {paired['difference']:+.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])")
     if f"pass@{samples}" not in row:
         return
     print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "

@@ -127,8 +127,10 @@ def calibrate(model: ReflectiveModel, problems: Sequence[TrainingProblem], tempe
 
 
 def run_search(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
-               task: Task, chunk: int = 32, log=sys.stderr):
-    """Solutions for every problem, in chunks that share model calls."""
+               task: Task, chunk: int = 32, log=None):
+    """Solutions for every problem, in chunks that share model calls; progress to ``log``
+    (standard error as it is at call time: a default bound at import outlives a redirected one)."""
+    log = log or sys.stderr
     from reflective_search.facade import ReflectiveSearch
 
     search = ReflectiveSearch(model, search_config(model, task, overrides))
@@ -154,16 +156,18 @@ class MethodResult:
     accuracy: float  # fraction of problems whose chosen answer checks out
     tokens: float  # mean generated tokens per problem
     seconds: float  # mean wall seconds per problem
+    correct: tuple[bool, ...] = ()  # [P] each problem's verdict, in the order given (paired comparisons)
 
-    def as_dict(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "tokens": self.tokens, "seconds": self.seconds}
+    def as_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "tokens": self.tokens, "seconds": self.seconds,
+                "correct": [int(c) for c in self.correct]}
 
 
 def method_result(problems: Sequence[TrainingProblem], solutions, task: Task) -> MethodResult:
-    correct = [task.correct(p, s.text) for p, s in zip(problems, solutions)]
+    correct = tuple(bool(task.correct(p, s.text)) for p, s in zip(problems, solutions))
     n = len(problems)
     return MethodResult(sum(correct) / n, sum(s.stats.generated_tokens for s in solutions) / n,
-                        sum(s.stats.seconds for s in solutions) / n)
+                        sum(s.stats.seconds for s in solutions) / n, correct)
 
 
 def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], n: int, temperature: float,
@@ -173,10 +177,11 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem]
     solutions = run_search(model, problems, overrides, task, chunk)
     records = [r for i, (p, s) in enumerate(zip(problems, solutions)) for r in tree_records(p, i, s.tree, task)]
     engine = method_result(problems, solutions, task)
+    cost = {"tokens": engine.tokens, "seconds": engine.seconds}  # the same samples, ranked another way
     report = {
         f"best_of_{n}_sprm": engine.as_dict(),
-        f"best_of_{n}_logprob": {**engine.as_dict(), "accuracy": metrics.best_of_n_accuracy(records, metrics.logprob_score)},
-        f"self_consistency_{n}": {**engine.as_dict(), "accuracy": metrics.self_consistency_accuracy(records)},
+        f"best_of_{n}_logprob": {"accuracy": metrics.best_of_n_accuracy(records, metrics.logprob_score), **cost},
+        f"self_consistency_{n}": {"accuracy": metrics.self_consistency_accuracy(records), **cost},
         f"pass@{n}": metrics.pass_at_n(records),
         "per_sample": metrics.sample_accuracy(records),
         "trajectory_auc_sprm": metrics.trajectory_auc(records, metrics.sprm_score),

@@ -149,12 +149,13 @@ def held_out_loss(model: ReflectiveModel, examples: list[TrainingProblem], batch
 
 
 def finetune(model: ReflectiveModel, example: Callable[[int], TrainingProblem], config: FinetuneConfig,
-             out: Path, log=sys.stderr) -> tuple[ReflectiveModel, dict]:
+             out: Path, log=None) -> tuple[ReflectiveModel, dict]:
     """Train ``model``'s backbone on ``example(0), example(1), ...``; returns it and a summary.
 
     Resumes from ``out/checkpoint`` when one exists. LoRA runs return the model with the
     adapters still attached (``save_pretrained`` then writes only the adapter).
     """
+    log = log or sys.stderr  # bound at call time: a default bound at import outlives a redirected stream
     from tqdm import tqdm
 
     backbone = model.backbone.train()

@@ -134,6 +134,17 @@ def bootstrap_interval(records: Sequence[Scored], statistic: Callable[[Sequence[
     return float(low), float(high)
 
 
+def paired_difference(first: Sequence[bool], second: Sequence[bool], rounds: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float | list[float]]:
+    """Accuracy of ``first`` minus ``second`` on the same problems, with a percentile bootstrap
+    interval that resamples problems (both methods read the same draw)."""
+    assert len(first) == len(second) and first, "one verdict per problem for each method"
+    diffs = np.asarray(first, float) - np.asarray(second, float)  # [P] per-problem difference
+    draws = np.random.default_rng(seed).integers(0, len(diffs), (rounds, len(diffs)))
+    low, high = np.quantile(diffs[draws].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return {"difference": float(diffs.mean()), "ci": [float(low), float(high)]}
+
+
 def auc_intervals(records: Sequence[Scored], rounds: int = 1000) -> dict[str, tuple[float, float]]:
     """95% bootstrap intervals (over problems) of the head's and log-prob's trajectory AUC and
     of their difference (paired: both read the same resampled problems)."""

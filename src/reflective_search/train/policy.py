@@ -90,12 +90,13 @@ def learning_rate(step: int, config: PolicyConfig) -> float:
     return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train_policy(config: PolicyConfig, log=sys.stderr,
+def train_policy(config: PolicyConfig, log=None,
                  checkpoint: Callable[[ReflectiveModel, int], None] | None = None) -> ReflectiveModel:
     """Train a policy from scratch; returns it in eval mode.
 
     ``checkpoint(model, step)`` is called every ``CHECKPOINT_EVERY`` steps (to save progress).
     """
+    log = log or sys.stderr  # bound at call time: a default bound at import outlives a redirected stream
     model = build_policy(config)
     backbone = model.backbone.train()
     optimizer = torch.optim.AdamW(backbone.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,

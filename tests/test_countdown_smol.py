@@ -1,7 +1,7 @@
 """The shipped countdown-smol (SmolLM2 + a LoRA adapter + a trained head): it fits the package,
 loads by name over the SmolLM2 base, solves through the CLI, carries the settings the search
 configs hold, and without the base package says what to install. CI's smoke test of the real
-path. It is not the default yet (docs/countdown-smol.md says which targets it misses)."""
+path, and of the default model (docs/countdown-smol.md says which of issue 11's targets it misses)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from reflective_search.shipped import shipped_model_path
 
 NAME = "countdown-smol"
 EXAMPLE = "Numbers: 3 7 8. Target: 29."
+README_EXAMPLE = "Numbers: 6 4 7. Target: 70."  # the quickstart's: greedy gets it wrong, MCTS right
 
 
 def test_countdown_smol_fits_in_20_mb():
@@ -27,23 +28,29 @@ def test_countdown_smol_fits_in_20_mb():
     assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", True)
 
 
-def test_solve_by_name_answers_and_sets_its_pick_against_greedy(smol_cache, capsys):
+def test_the_default_solves_the_readme_example_that_greedy_gets_wrong(smol_cache, capsys):
+    """The quickstart's command, with no model named: MCTS finds the solution, and the head
+    scores its path above greedy decoding's wrong one."""
     require_smol()
-    assert main(["solve", EXAMPLE, "--model", NAME, "--json"]) == 0
+    assert main(["solve", README_EXAMPLE, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert (result["method"], result["answer"], result["generated_tokens"]) == ("mcts", "8*3-7", 324)
-    assert result["duplicate_tokens"] == 196  # sampled siblings identical to one already in the tree
-    assert (result["greedy"]["answer"], result["greedy"]["generated_tokens"]) == ("8*3-7", 41)
-    assert result["verdict"] == result["greedy"]["verdict"] == "not solved: the answer does not make 29 from 3 7 8"
+    assert (result["method"], result["answer"], result["verdict"]) == ("mcts", "(6+4)*7", "solved")
+    assert (result["generated_tokens"], result["duplicate_tokens"]) == (318, 143)  # duplicates: merged siblings
+    greedy = result["greedy"]
+    assert (greedy["answer"], greedy["generated_tokens"], greedy["verdict"]) == (
+        "(7+4)*6", 41, "not solved: the answer does not make 70 from 6 4 7")
+    assert (result["score"], greedy["score"]) == (0.7122, 0.3078)
 
 
-def test_without_the_base_package_it_is_one_line_naming_what_to_install(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("named", [["--model", NAME], []], ids=["by name", "the default"])
+def test_without_the_base_package_it_is_one_line_naming_what_to_install(monkeypatch, tmp_path, capsys, named):
+    """Also with no model named: the default never falls back to countdown-tiny."""
     from reflective_search.model.bases import BaseModel
 
     monkeypatch.setenv("REFLECTIVE_SEARCH_CACHE", str(tmp_path))  # no cached copy to fall back on
     spec = BASES["smollm2-135m-instruct"]
     monkeypatch.setitem(BASES, "smollm2-135m-instruct", BaseModel("no_such_package_here", spec.gguf_file, spec.install))
-    assert main(["solve", EXAMPLE, "--model", NAME]) == 2
+    assert main(["solve", EXAMPLE, *named]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == ("error: the base model smollm2-135m-instruct needs the no_such_package_here package: "

@@ -44,8 +44,10 @@ def test_empty_config_gives_the_documented_defaults(monkeypatch, tmp_path):
 
 
 def test_omitted_model_resolves_to_the_shipped_default(monkeypatch, tmp_path):
-    ship_only(monkeypatch, tmp_path, "countdown-tiny")
-    assert spec_from_dict({}).model == "countdown-tiny"
+    ship_only(monkeypatch, tmp_path, "countdown-smol")
+    assert spec_from_dict({}).model == "countdown-smol"
+    ship_only(monkeypatch, tmp_path / "other", "countdown-tiny")  # another shipped model never stands in for it
+    assert spec_from_dict({}).model is None
 
 
 def test_model_directory_is_made_absolute(monkeypatch, tmp_path):
@@ -98,8 +100,8 @@ REFUSED = {
         "output_dir, executor, batch_size, workers"),
     "unknown search key": (
         {"search": {"mcts": {"childrn": 2}}},
-        "unknown key 'search.mcts.childrn' (did you mean 'children'?); valid keys: children, c_puct, "
-        "batch_leaves, backup, aggregate, virtual_loss, resample, root, gumbel"),
+        "unknown key 'search.mcts.childrn' (did you mean 'children'?); valid keys: children, root_children, "
+        "c_puct, batch_leaves, backup, aggregate, virtual_loss, resample, root, gumbel, widen"),
     "unknown problems key": (
         {"problems": {"generater": "countdown"}},
         "unknown key 'problems.generater' (did you mean 'generator'?); valid keys: file, generator, count, seed, "

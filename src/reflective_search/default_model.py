@@ -6,7 +6,7 @@ import sys
 
 from reflective_search.shipped import shipped_model_names
 
-DEFAULT_MODEL_NAME = "countdown-tiny"
+DEFAULT_MODEL_NAME = "countdown-smol"
 
 
 def load_default_model(name_or_path: str | None = None):

@@ -16,6 +16,16 @@ def test_results_with_nan_become_valid_json():
     assert json.loads(text) == {"auc": None, "by_position": {"0": 0.5, "1": None}, "points": [1.0, None], "name": "x"}
 
 
+def test_printed_json_keeps_each_list_of_numbers_on_one_line():
+    from reflective_search.commands.evaluate import _flat_number_lists
+
+    results = {"mcts": {"correct": [0, 1, 1], "ci": [-0.05, 1e-05], "labels": ["a", "b"], "none": [None, 0.5]}}
+    text = _flat_number_lists(json.dumps(results, indent=1))
+    assert json.loads(text) == results
+    assert '"correct": [0, 1, 1],' in text and '"ci": [-0.05, 1e-05],' in text and '"none": [null, 0.5]' in text
+    assert '"labels": [\n   "a",' in text  # lists of strings keep their lines
+
+
 def test_search_table_reports_pass_at_the_sample_count_asked_for(capsys):
     row = {"greedy": {"accuracy": 0.25, "tokens": 50.0, "seconds": 0.1}, "pass@4": 0.5,
            "trajectory_auc_sprm": 0.6, "trajectory_auc_logprob": 0.7, "step_auc_by_position": {0: 0.55}}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import math
 from pathlib import Path
 
@@ -66,11 +67,20 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         prepare_output_dir(args.out, "--out")
     results = {"calibrate": _calibrate, "heads": _heads, "search": _search}[args.which](args)
-    text = json.dumps(_without_nan(results), indent=1, default=str)
+    text = _flat_number_lists(json.dumps(_without_nan(results), indent=1, default=str))
     print(text)
     if args.out:
         (Path(args.out) / f"{args.which}.json").write_text(text + "\n")
     return 0
+
+
+# A JSON list of numbers (or nulls) that indent spread over one line per item.
+_NUMBER_LIST = re.compile(r"\[\s*((?:(?:-?[\d.eE+-]+|null),\s*)*(?:-?[\d.eE+-]+|null))\s*\]")
+
+
+def _flat_number_lists(text: str) -> str:
+    """Indented JSON with each list of numbers on one line (500 verdicts are one line, not 500)."""
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(item.strip() for item in m.group(1).split(",")) + "]", text)
 
 
 def _without_nan(value):

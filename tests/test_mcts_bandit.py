@@ -169,7 +169,8 @@ def test_best_of_n_keeps_identical_samples_as_paths_so_none_of_its_tokens_are_du
 
     config = {"method": "best_of_n", "best_of_n": {"n": 4}}
     solution = ReflectiveSearch(NullModel(), config, expander=ExhaustingExpander()).solve("p")
-    assert (solution.stats.generated_tokens, solution.stats.duplicate_tokens, solution.tree.num_children[0]) == (4, 0, 4)
+    stats = solution.stats
+    assert (stats.generated_tokens, stats.duplicate_tokens, solution.tree.num_children[0]) == (4, 0, 4)
 
 
 def test_root_children_widens_the_root_alone():

@@ -18,7 +18,8 @@ BAD = {
     "rebase temperature < 0": ({"rebase": {"temperature": -0.5}},
                                "rebase.temperature: -0.5 is not allowed; expected a number > 0"),
     "considered above children": ({"mcts": {"root": "gumbel", "children": 4, "gumbel": {"considered": 8}}},
-                                  "mcts.gumbel.considered: 8 is not allowed; expected an integer <= the root's children (4)"),
+                                  "mcts.gumbel.considered: 8 is not allowed; expected an integer <= the root's "
+                                  "children (4)"),
     "considered above root children": ({"mcts": {"root": "gumbel", "children": 8, "root_children": 2,
                                                  "gumbel": {"considered": 4}}},
                                        "mcts.gumbel.considered: 4 is not allowed; expected an integer <= the root's "

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import math
+import re
 from pathlib import Path
 
 from reflective_search.commands import add_command
@@ -241,7 +241,8 @@ def _print_search_table(label: str, row: dict, samples: int) -> None:
     paired = row.get(f"mcts_minus_best_of_{samples}")
     if paired:
         low, high = paired["ci"]
-        print(f"  mcts - best_of_{samples}_sprm: {paired['difference']:+.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])")
+        print(f"  mcts - best_of_{samples}_sprm: {paired['difference']:+.3f} "
+              f"(paired 95% CI [{low:+.3f}, {high:+.3f}])")
     if f"pass@{samples}" not in row:
         return
     print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "

@@ -141,9 +141,9 @@ def sample_children(tree: Tree, leaves: Sequence[int], config: SearchConfig, see
 
 def widen(tree: Tree, leaves: Sequence[int], drawn: dict, forwarded: dict, config: SearchConfig, seed: int,
           meter: Meter):
-    """Ask ``leaves`` for as many more samples as they were first asked for while this round would leave the tree
-    without an open leaf and budget remains (at most ``mcts.widen`` rounds). Mutates ``drawn``
-    and ``forwarded``."""
+    """Ask ``leaves`` for as many more samples as they were first asked for while this round
+    would leave the tree without an open leaf and budget remains (at most ``mcts.widen``
+    rounds). Mutates ``drawn`` and ``forwarded``."""
     for attempt in range(config.mcts.widen):
         if budget_spent(meter, config) or would_stay_open(tree, leaves, drawn, config):
             return

@@ -8,7 +8,8 @@ per child, greedy. Strategies: (a) HF ``generate`` once per child from its full 
 shared-KV expander from a cold cache (it computes the prompt and the leaves too).
 
 Times are CPU seconds of this process (``time.process_time``) with one torch thread, so
-other load on a shared machine does not skew the ratios.
+other load on a shared machine does not skew the ratios. On CUDA they are wall seconds
+between synchronisations: the process's CPU time says nothing of kernels it waits for.
 """
 
 from __future__ import annotations
@@ -60,25 +61,36 @@ def workload(prompt_tokens: int) -> list[ExpandRequest]:
     return requests
 
 
-def time_median(fn, repeats: int) -> tuple[float, object]:
+def clock(device: str):
+    """Seconds so far: this process's CPU time, or on CUDA wall time once queued kernels finish."""
+    if device == "cpu":
+        return time.process_time
+
+    def wall() -> float:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return wall
+
+
+def time_median(fn, repeats: int, now=time.process_time) -> tuple[float, object]:
     fn()  # warm-up
     times, result = [], None
     for _ in range(repeats):
-        start = time.process_time()
+        start = now()
         result = fn()
-        times.append(time.process_time() - start)
+        times.append(now() - start)
     return statistics.median(times), result
 
 
-def paired_medians(first, second, repeats: int) -> tuple[float, float]:
+def paired_medians(first, second, repeats: int, now=time.process_time) -> tuple[float, float]:
     """Median times of two functions run alternately, so drifting load hits both alike."""
     first(), second()  # warm-up
     a, b = [], []
     for _ in range(repeats):
         for fn, times in ((first, a), (second, b)):
-            start = time.process_time()
+            start = now()
             fn()
-            times.append(time.process_time() - start)
+            times.append(now() - start)
     return statistics.median(a), statistics.median(b)
 
 
@@ -100,13 +112,14 @@ def run_expander_bench(device: str = "cpu", repeats: int = 3, prompt_tokens: int
     requests = workload(prompt_tokens)
     sampling = SamplingConfig(temperature=0.0, max_step_tokens=NEW)
     children = lambda expansions: [c.tokens for e in expansions for c in e.children]
-    t_generate, out_a = time_median(lambda: generate_each(model, requests), repeats)
-    t_batched, out_b = time_median(lambda: ReferenceExpander(model).expand(requests, sampling), repeats)
-    t_shared, out_c = time_median(lambda: SharedKVExpander(model).expand(requests, sampling), repeats)
+    now = clock(device)
+    t_generate, out_a = time_median(lambda: generate_each(model, requests), repeats, now)
+    t_batched, out_b = time_median(lambda: ReferenceExpander(model).expand(requests, sampling), repeats, now)
+    t_shared, out_c = time_median(lambda: SharedKVExpander(model).expand(requests, sampling), repeats, now)
     # scoring on vs off: the same decode, with and without the hook and the head
     scored, unscored = paired_medians(lambda: SharedKVExpander(model).expand(requests, sampling),
                                       lambda: SharedKVExpander(model, score=False).expand(requests, sampling),
-                                      max(repeats, 5))
+                                      max(repeats, 5), now)
     shared = SharedKVExpander(model)
     shared.expand(requests, sampling)
     new_tokens = sum(r.k for r in requests) * NEW
@@ -128,4 +141,5 @@ def run_expander_bench(device: str = "cpu", repeats: int = 3, prompt_tokens: int
         "outputs_match": out_a == children(out_b) == children(out_c),
         "repeats": repeats,
         "threads": torch.get_num_threads(),
+        "clock": "process CPU seconds" if device == "cpu" else "wall seconds, CUDA synchronised",
     }

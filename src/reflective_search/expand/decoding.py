@@ -4,7 +4,9 @@ step ends, and score the steps from the hidden states captured on the way.
 Expanders differ only in how they run the model (padded recompute or the shared tree
 cache); they hand this loop a ``forward_rows`` callable. Each child row samples with its
 own generator seeded from (request seed, child index), so a child's tokens do not depend
-on which other requests share the batch.
+on which other requests share the batch. The generator lives on the model's device (a CUDA
+tensor cannot draw from a CPU generator), so a GPU's draws for a seed differ from a CPU's:
+each device is reproducible on its own.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ def all_units(requests: Sequence[ExpandRequest]) -> list[Unit]:
     return [(index, child) for index, request in enumerate(requests) for child in range(request.k)]
 
 
-def make_rows(requests: Sequence[ExpandRequest], units: Sequence[Unit], max_context: int) -> list[ChildRow]:
-    """One row per unit, each with the generator its (request seed, child index) gives."""
+def make_rows(requests: Sequence[ExpandRequest], units: Sequence[Unit], max_context: int,
+              device: torch.device | str = "cpu") -> list[ChildRow]:
+    """One row per unit, each with the generator its (request seed, child index) gives, on ``device``."""
     rooms = [context_room(request, max_context) for request in requests]
     return [
-        ChildRow(request=index, generator=torch.Generator().manual_seed(child_seed(requests[index].seed, child)),
-                 room=rooms[index])
+        ChildRow(request=index, room=rooms[index],
+                 generator=torch.Generator(device=device).manual_seed(child_seed(requests[index].seed, child)))
         for index, child in units
     ]
 
@@ -119,7 +122,7 @@ def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], u
     the outputs at the last position of its request's path. Features are None when
     scoring is off (benchmarks only): every score is then 0. Returns one step per unit.
     """
-    rows = make_rows(requests, units, model.max_context)
+    rows = make_rows(requests, units, model.max_context, model.device)
     logits, features = first_logits, first_features
     active = list(range(len(rows)))
     eos = model.eos_token_ids

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m reflective_search.bench expander|tree|methods|finetune|smol [--json] [...]``."""
+"""Entry point: ``python -m reflective_search.bench expander|tree|methods|finetune|smol|agreement [--json] [...]``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     finetune.add_argument("--steps", type=int, default=3, help="measured steps per variant (after one warm-up)")
     smol = sub.add_parser("smol", help="the engine on SmolLM2-135M vs plain decode, reference and generate")
     smol.add_argument("--repeats", type=int, default=3)
-    for p in (expander, tree, methods, finetune, smol):
+    agreement = sub.add_parser("agreement", help="shared vs reference expander on a device: same answers, speed")
+    agreement.add_argument("--device", default="cpu", help="cpu or cuda")
+    agreement.add_argument("--model", default="countdown-tiny", help="a model folder or shipped name")
+    agreement.add_argument("--problems", type=int, default=64, help="held-out problems (3 numbers)")
+    for p in (expander, tree, methods, finetune, smol, agreement):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
     if args.which == "expander":
@@ -39,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from reflective_search.bench.finetune import run_finetune_bench
 
         result = run_finetune_bench(args.base, steps=args.steps)
+    elif args.which == "agreement":
+        from reflective_search.bench.agreement import run_agreement_bench
+
+        result = run_agreement_bench(args.device, args.model, args.problems)
     elif args.which == "smol":
         from reflective_search.bench.smol import run_smol_bench
 

@@ -26,6 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="search_configs/best_of_n.yaml")
     parser.add_argument("--batch-size", type=int, default=2, help="problems per item (the same for both runs)")
+    parser.add_argument("--model", help="a model folder or shipped name (default: the config's, else the shipped default)")
     args = parser.parse_args()
     if [name for _, name in socket.if_nameindex()] != ["lo"]:
         sys.exit("run me inside a loopback-only network namespace: sudo unshare -n bash -c 'ip link set lo up && ...'")
@@ -58,7 +59,8 @@ def main() -> int:
 def timed_run(args, run_dir: Path, overrides: list[str]) -> tuple[Path, dict]:
     from reflective_search.experiments import load_experiment, run_experiment
 
-    spec = load_experiment(args.config, [f"output_dir={run_dir}", f"batch_size={args.batch_size}", *overrides])
+    model = [f"model={args.model}"] if args.model else []
+    spec = load_experiment(args.config, [f"output_dir={run_dir}", f"batch_size={args.batch_size}", *model, *overrides])
     start = time.time()
     summary = run_experiment(spec, show_progress=False)
     wall = time.time() - start

@@ -19,7 +19,8 @@ def test_results_with_nan_become_valid_json():
 def test_printed_json_keeps_each_list_of_numbers_on_one_line():
     from reflective_search.commands.evaluate import _flat_number_lists
 
-    results = {"mcts": {"correct": [0, 1, 1], "ci": [-0.05, 1e-05], "labels": ["a", "b"], "none": [None, 0.5]}}
+    results = {"mcts": {"correct": [0, 1, 1], "ci": [-0.05, 1e-05], "labels": ["a", "b"], "none": [None, 0.5],
+                        "text": "a string [1,2] stays as it is"}}
     text = _flat_number_lists(json.dumps(results, indent=1))
     assert json.loads(text) == results
     assert '"correct": [0, 1, 1],' in text and '"ci": [-0.05, 1e-05],' in text and '"none": [null, 0.5]' in text

@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# A JSON list of numbers (or nulls) that indent spread over one line per item.
-_NUMBER_LIST = re.compile(r"\[\s*((?:(?:-?[\d.eE+-]+|null),\s*)*(?:-?[\d.eE+-]+|null))\s*\]")
+# A JSON list of numbers (or nulls) that indent spread over one line per item. It starts with
+# a raw newline, which no JSON string holds, so text inside strings is never touched.
+_NUMBER_LIST = re.compile(r"\[\n\s*((?:(?:-?[\d.eE+-]+|null),\n\s*)*(?:-?[\d.eE+-]+|null))\n\s*\]")
 
 
 def _flat_number_lists(text: str) -> str:

@@ -1,7 +1,7 @@
 """Shared-KV expander against the padded reference on a real device: same answers, what speed.
 
 For each dtype and method, the same held-out Countdown problems are solved twice, once per
-expander, and the bench reports wall seconds, generated tokens per second, accuracy, and how
+expander, and the bench reports seconds, generated tokens per second, accuracy, and how
 many of the chosen texts are identical. In fp32 they should all be (the reference is the
 shared expander's test oracle); in bf16 the two expanders' kernels round differently, so a
 few samples may part ways. On CUDA a seed's draws differ from the CPU's (see
@@ -10,9 +10,9 @@ few samples may part ways. On CUDA a seed's draws differ from the CPU's (see
 
 from __future__ import annotations
 
-import time
-
 import torch
+
+from reflective_search.bench.expander import clock
 
 METHODS = {"greedy": {}, "best_of_n": {"best_of_n": {"n": 8}}, "mcts": {"budget": {"tokens": 400}}}  # overrides
 SAMPLING = {"temperature": 1.0, "max_step_tokens": 24, "max_steps": 6}  # countdown-tiny's steps; greedy is T = 0
@@ -40,22 +40,18 @@ def compare(model, texts: list[str], method: str) -> dict:
 
 
 def timed_solve(model, texts: list[str], method: str, expander: str) -> dict:
-    """One warm-up batch, then every problem in one ``solve_batch``, timed by synchronised wall clock."""
+    """One warm-up batch, then every problem in one ``solve_batch``, timed as the expander bench
+    times (process CPU seconds; on CUDA, wall seconds between synchronisations)."""
     from reflective_search import ReflectiveSearch
     from reflective_search.tasks.countdown import verdict
 
     search = ReflectiveSearch(model, {"method": method, "expander": expander, "sampling": SAMPLING, **METHODS[method]})
+    now = clock(model.device.type)
     search.solve_batch(texts[:4])
-    start = _now(model.device)
+    start = now()
     solutions = search.solve_batch(texts)
-    seconds = _now(model.device) - start
+    seconds = now() - start
     tokens = sum(s.stats.generated_tokens for s in solutions)
     accuracy = sum(verdict(p, s.text) == "solved" for p, s in zip(texts, solutions)) / len(texts)
     return {"seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1), "accuracy": accuracy,
             "solutions": solutions}
-
-
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()

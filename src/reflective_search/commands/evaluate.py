@@ -215,9 +215,9 @@ def _search(args) -> dict:
             row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task)
         if "mcts" in args.methods:
             row["mcts"] = {**mcts_result(model, problems, overrides, task).as_dict(), "overrides": overrides}
-        if {"mcts", f"best_of_{args.samples}_sprm"} <= row.keys():
-            row[f"mcts_minus_best_of_{args.samples}"] = paired_difference(
-                row["mcts"]["correct"], row[f"best_of_{args.samples}_sprm"]["correct"])
+        best = f"best_of_{args.samples}_sprm"
+        if {"mcts", best} <= row.keys():
+            row[f"mcts_minus_best_of_{args.samples}"] = paired_difference(row["mcts"]["correct"], row[best]["correct"])
         out[label] = row
         _print_search_table(label, row, args.samples)
     if args.out:

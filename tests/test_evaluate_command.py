@@ -104,7 +104,7 @@ def test_models_read_the_same_features_only_with_one_backbone_layer_and_step_rul
 
     model = ReflectiveModel.from_pretrained("countdown-tiny")
     assert reads_same_features(model, _other_head(model, 1))
-    other_layer = model.with_head(model.head, dataclasses.replace(model.settings, feature_layer=0))
+    other_layer = model.with_head(model.head, dataclasses.replace(model.settings, feature_layers=(0,)))
     assert not reads_same_features(model, other_layer)
     blocks = model.with_head(model.head, dataclasses.replace(
         model.settings, search_defaults=(*model.settings.search_defaults, ("sampling.step.kind", "tokens"),

@@ -15,6 +15,7 @@ from experiment_helpers import SRC, run_cli, save_model_once, write_yaml
 
 from reflective_search.experiments.executors import EXECUTORS, open_executor
 from reflective_search.experiments.spec import ExecutorSpec
+from reflective_search.model import ReflectiveModel
 
 # Makes ``import ray`` fail as it does where Ray is not installed.
 BLOCK_RAY = """
@@ -138,14 +139,15 @@ def test_frozen_features_on_a_two_worker_pool_equal_the_in_process_pass(tiny_lla
     trajectories = sample_with_search(tiny_llama, countdown_problems(3, [3, 4], 5), 2, 1.0, progress=False)
     trajectories = trajectories[::2] + trajectories[1::2]  # a prompt's samples apart in the list
     assert feature_units(trajectories, 3) == [[0, 3], [1, 4], [2, 5]]
-    settings = dataclasses.replace(tiny_llama.settings, feature_layer=0, search_defaults=(
+    settings = dataclasses.replace(tiny_llama.settings, feature_layers=(0, -1), search_defaults=(
         ("sampling.step.kind", "tokens"), ("sampling.step.size", 3)))
-    reader = tiny_llama.with_head(tiny_llama.head, settings)
+    reader = tiny_llama.reading(settings)
     here = prompt_shared_features(reader, trajectories)
     pooled = features_on_executor(ExecutorSpec(workers=2), str(model), reader, trajectories, per_unit=3, progress=False)
     assert [f.shape for f in pooled] == [f.shape for f in here] != [f.shape for f in prompt_shared_features(
         tiny_llama, trajectories)]
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(pooled, here))
+    assert here[0].shape[-1] == 2 * tiny_llama.hidden_size  # both layers, concatenated
 
 
 def test_train_sprm_reads_a_frozen_heads_features_on_its_workers(tiny_llama, tmp_path_factory, tmp_path):
@@ -160,9 +162,12 @@ def test_train_sprm_reads_a_frozen_heads_features_on_its_workers(tiny_llama, tmp
                       tmp_path / "samples.jsonl")
     heads = {}
     for workers in (1, 2):  # both on the same samples, with contrast pairs for the missing class
-        code, _, err = run_cli("train", "sprm", "--model", model, "--out", tmp_path / f"w{workers}", "--contrast", 2, "--epochs", 2, "--standardise", "--workers", workers,
+        code, _, err = run_cli("train", "sprm", "--model", model, "--out", tmp_path / f"w{workers}", "--contrast", 2,
+                               "--epochs", 2, "--standardise", "--workers", workers, "--feature-layers", 0, -1,
                                "--trajectories", tmp_path / "samples.jsonl")
         assert code == 0, err
         heads[workers] = load_file(tmp_path / f"w{workers}" / "sprm_head.safetensors")
+    assert heads[1]["0.weight"].shape[1] == heads[1]["feature_mean"].shape[0] == 2 * tiny_llama.hidden_size
+    assert ReflectiveModel.from_pretrained(tmp_path / "w2").settings.feature_layers == (0, -1)
     assert heads[1].keys() == heads[2].keys()
     assert all(torch.allclose(heads[1][k], heads[2][k], atol=1e-4) for k in heads[1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -66,8 +68,54 @@ def test_metastone_release_loads_and_scores_identically(tiny_qwen, tmp_path):
 def test_head_width_mismatch_is_refused(tiny_llama):
     from reflective_search.model.head import build_head
 
-    with pytest.raises(ModelError, match="the SPRM head reads width 32 but the backbone's hidden size is 64"):
+    with pytest.raises(ModelError, match=r"the SPRM head reads width 32 but this model's features are 64 wide "
+                                         r"\(1 layer\(s\) of 64\)"):
         ReflectiveModel(tiny_llama.backbone, tiny_llama.tokenizer, build_head(32), ModelSettings())
+    with pytest.raises(ModelError, match=r"reads width 64 but this model's features are 128 wide \(2 layer"):
+        ReflectiveModel(tiny_llama.backbone, tiny_llama.tokenizer, build_head(64), ModelSettings(feature_layers=(0, -1)))
+
+
+def test_two_feature_layers_read_both_inputs_concatenated(char_model):
+    model = char_model.reading(dataclasses.replace(char_model.settings, feature_layers=(0, -1)))
+    prompt_ids = model.encode_prompt("Evaluate 12+7*3")
+    response_ids = model.tokenizer(RESPONSE, add_special_tokens=False)["input_ids"]
+    positions = [len(prompt_ids) + j - 1 for j in model.boundary.response_step_tokens(response_ids)]
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        hidden = model.backbone(ids, output_hidden_states=True).hidden_states
+        both = torch.cat([hidden[0][0], hidden[-2][0]], dim=-1)  # inputs of the first and the last layer
+        expected = torch.sigmoid(model.head(both[positions]).squeeze(-1)).tolist()
+    assert len(expected) == 3
+    assert model.score_steps("Evaluate 12+7*3", RESPONSE) == pytest.approx(expected, abs=1e-6)
+
+
+def test_feature_layers_survive_a_round_trip_and_old_configs_load(tiny_llama, tmp_path):
+    import json
+
+    model = tiny_llama.reading(dataclasses.replace(tiny_llama.settings, feature_layers=(0, -1)))
+    model.save_pretrained(tmp_path / "m")
+    config = tmp_path / "m" / "reflective_config.json"
+    assert json.loads(config.read_text())["feature_layers"] == [0, -1]
+    loaded = ReflectiveModel.from_pretrained(tmp_path / "m")
+    assert loaded.settings.feature_layers == (0, -1) and loaded.feature_size == 128
+    assert loaded.score_steps("q", RESPONSE) == pytest.approx(model.score_steps("q", RESPONSE), abs=1e-6)
+    tiny_llama.save_pretrained(tmp_path / "old")  # a config written before several layers: one int
+    blob = json.loads((tmp_path / "old" / "reflective_config.json").read_text())
+    blob["feature_layer"] = blob.pop("feature_layers")[0]
+    (tmp_path / "old" / "reflective_config.json").write_text(json.dumps(blob))
+    assert ReflectiveModel.from_pretrained(tmp_path / "old").settings.feature_layers == (-1,)
+
+
+@pytest.mark.parametrize("layers, message", [
+    ((1, -1), r"feature layers \[1, -1\] name a layer twice: list each decoder layer once"),
+    ((2,), r"feature layers \[2\]: the backbone has 2 decoder layers; name one or more of 0..1 \(or -1 for the last\)"),
+    ((), r"feature layers \[\]: the backbone has 2 decoder layers"),
+])
+def test_bad_feature_layers_are_refused(tiny_llama, layers, message):
+    from reflective_search.model.head import build_head
+
+    with pytest.raises(ModelError, match=message):
+        ReflectiveModel(tiny_llama.backbone, tiny_llama.tokenizer, build_head(64), ModelSettings(feature_layers=layers))
 
 
 def test_missing_head_file_is_named(tiny_llama, tmp_path):

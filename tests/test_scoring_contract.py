@@ -146,7 +146,10 @@ def _steered(model: ReflectiveModel, settings: ModelSettings) -> ReflectiveModel
     for piece in (".", "\n", "1", "+"):
         boost[model.tokenizer.convert_tokens_to_ids(piece)] = 4.0
     boost[model.tokenizer.eos_token_id] = 2.5
-    steered.backbone.lm_head.register_forward_hook(lambda module, inputs, logits: logits + boost)
+    head = steered.backbone.lm_head
+    if not getattr(head, "_steered", False):  # once per backbone: the cases share it, boosts must not stack
+        head.register_forward_hook(lambda module, inputs, logits: logits + boost)
+        head._steered = True
     return steered
 
 
@@ -158,9 +161,10 @@ def char_policy():
 
 
 @pytest.mark.parametrize("expander", ["shared", "reference"])
-@pytest.mark.parametrize("final_step", [True, False])
-def test_search_scores_equal_score_steps_on_each_path(char_policy, expander, final_step):
-    model = _steered(char_policy, dataclasses.replace(char_policy.settings, score_final_step=final_step))
+@pytest.mark.parametrize("final_step, layers", [(True, (-1,)), (False, (-1,)), (True, (0, -1))])
+def test_search_scores_equal_score_steps_on_each_path(char_policy, expander, final_step, layers):
+    settings = dataclasses.replace(char_policy.settings, score_final_step=final_step, feature_layers=layers)
+    model = _steered(char_policy.reading(settings) if layers != (-1,) else char_policy, settings)
     config = SearchConfig().replace(**{"method": "best_of_n", "best_of_n.n": 12, "expander": expander, "seed": 3,
                                        "sampling.temperature": 1.0, "sampling.top_p": 1.0,
                                        "sampling.max_step_tokens": 100, "sampling.max_steps": 8})

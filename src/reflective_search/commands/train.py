@@ -85,8 +85,9 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=["spr", "bce"], default=defaults.loss)
     parser.add_argument("--backbone-scale", type=float, default=defaults.backbone_scale,
                         help="gradient scale reaching the backbone (0: frozen features; MetaStone-S1: 1e-4)")
-    parser.add_argument("--feature-layer", type=int, default=defaults.feature_layer,
-                        help="decoder layer whose input the head reads (-1: the last, as MetaStone-S1)")
+    parser.add_argument("--feature-layers", "--feature-layer", type=int, nargs="+", default=list(defaults.feature_layers),
+                        metavar="LAYER", help="decoder layers whose inputs the head reads, concatenated "
+                        "(-1: the last, as MetaStone-S1; e.g. 20 -1 adds a middle layer)")
     parser.add_argument("--policy-weight", type=float, default=defaults.policy_weight,
                         help="joint training: weight of the policy loss on correct trajectories")
     parser.add_argument("--backbone-learning-rate", type=float, default=defaults.backbone_learning_rate,
@@ -230,7 +231,7 @@ def run_sprm(args: argparse.Namespace) -> int:
         trajectories = [*trajectories, *pairs]
     check_both_classes(trajectories)
     config = HeadConfig(loss=args.loss, backbone_scale=args.backbone_scale, epochs=args.epochs,
-                        learning_rate=args.learning_rate, feature_layer=args.feature_layer,
+                        learning_rate=args.learning_rate, feature_layers=tuple(args.feature_layers),
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
     # the settings first: the head is trained on the steps the saved model will search with

@@ -193,7 +193,7 @@ def _read_settings(path: Path) -> tuple[ModelSettings, str | None]:
         blob = json.loads(path.read_text(encoding="utf-8"))
         return ModelSettings(
             delimiters=tuple(blob["delimiters"]),
-            feature_layer=int(blob["feature_layer"]),
+            feature_layers=_feature_layers(blob),
             head_width=blob.get("head_width"),
             prompt_template=blob["prompt_template"],
             use_chat_template=bool(blob["use_chat_template"]),
@@ -206,6 +206,13 @@ def _read_settings(path: Path) -> tuple[ModelSettings, str | None]:
         ), blob.get("base")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path} is unreadable or incomplete ({exc}): re-save the model") from None
+
+
+def _feature_layers(blob: dict) -> tuple[int, ...]:
+    """The saved feature layers (configs before several layers were possible hold one int)."""
+    if "feature_layers" in blob:
+        return tuple(int(layer) for layer in blob["feature_layers"])
+    return (int(blob["feature_layer"]),)
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
 """ReflectiveModel: a Hugging Face causal LM (the policy) plus an SPRM head on its backbone.
 
-One forward pass gives next-token logits and, through a hook on the decoder layer the
-head reads, the hidden states the head scores. Only that one layer's input is captured;
-``output_hidden_states`` (every layer) is never requested.
+One forward pass gives next-token logits and, through hooks on the decoder layers the
+head reads (one by default, as MetaStone-S1; several are concatenated), the hidden states
+the head scores. Only those layers' inputs are captured; ``output_hidden_states`` (every
+layer) is never requested.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ PLAIN_TEMPLATE = "{problem}\n\n"
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     delimiters: tuple[str, ...] = DEFAULT_DELIMITERS  # strings that end a reasoning step
-    feature_layer: int = -1  # decoder layer whose *input* the head reads; -1: the last (hidden_states[-2])
+    # decoder layers whose *inputs* the head reads, concatenated in this order; -1: the last
+    # (hidden_states[-2], MetaStone-S1's choice). A middle layer beside it can tell more.
+    feature_layers: tuple[int, ...] = (-1,)
     head_width: int | None = None  # hidden units of the head; None: 2 x backbone hidden size
     prompt_template: str = PLAIN_TEMPLATE  # the whole prompt when the tokenizer has no chat template
     use_chat_template: bool = True  # format prompts with the tokenizer's chat template if it has one
@@ -82,8 +85,8 @@ class ReflectiveModel(nn.Module):
         self.adapter_source = None
         self.boundary = StepBoundary(tokenizer, settings.delimiters, score_final_step=settings.score_final_step,
                                      think_span=settings.think_span)
+        self._sinks = [_feature_tap(layer) for layer in self._feature_layer_modules()]
         self._check_head_width()
-        self._sinks = _feature_tap(self.decoder_layers()[settings.feature_layer])
         self.eval()
 
     # -- construction ------------------------------------------------------------------
@@ -97,11 +100,12 @@ class ReflectiveModel(nn.Module):
         ``head`` is None, a freshly initialised one (seeded, and marked untrained)."""
         settings = settings or ModelSettings()
         if head is None:
-            width = settings.head_width or 2 * backbone.config.hidden_size
+            hidden = backbone.config.hidden_size
+            width = settings.head_width or 2 * hidden
             settings = dataclasses.replace(settings, head_width=width, head_trained=False)  # saved configs state it
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                head = build_head(backbone.config.hidden_size, width)
+                head = build_head(hidden * len(settings.feature_layers), width)
         elif isinstance(head, dict):
             head = _head_from_state(head)
         settings = dataclasses.replace(settings, head_width=head_shape(head.state_dict())[1])
@@ -120,6 +124,14 @@ class ReflectiveModel(nn.Module):
         """A new wrapper around the same backbone with another head (and settings)."""
         return self._rewrap(self.backbone, head, settings, feature_norm)
 
+    def reading(self, settings: ModelSettings) -> "ReflectiveModel":
+        """A wrapper reading the features ``settings`` name (layers, step rule), wearing a
+        placeholder head of the right width: for feature passes before the head exists.
+        Building it leaves torch's global generator untouched."""
+        with torch.random.fork_rng(devices=[]):
+            head = build_head(self.hidden_size * len(settings.feature_layers), settings.head_width)
+        return self._rewrap(self.backbone, head, settings, None)
+
     def with_backbone(self, backbone: nn.Module) -> "ReflectiveModel":
         """A new wrapper around another backbone (e.g. the same one with LoRA) with this head."""
         return self._rewrap(backbone, self.head, self.settings, self.feature_norm)
@@ -136,12 +148,23 @@ class ReflectiveModel(nn.Module):
 
         save_model(self, directory, adapter_dtype)
 
+    def _feature_layer_modules(self) -> list[nn.Module]:
+        """The decoder layers named by ``settings.feature_layers``, checked (in range, each once)."""
+        layers, named = self.decoder_layers(), self.settings.feature_layers
+        if not named or any(not -len(layers) <= i < len(layers) for i in named):
+            raise ModelError(f"feature layers {list(named)}: the backbone has {len(layers)} decoder layers; "
+                             f"name one or more of 0..{len(layers) - 1} (or -1 for the last)")
+        if len({i % len(layers) for i in named}) != len(named):
+            raise ModelError(f"feature layers {list(named)} name a layer twice: list each decoder layer once")
+        return [layers[i] for i in named]
+
     def _check_head_width(self) -> None:
         hidden, _ = head_shape(self.head.state_dict())
-        if hidden != self.hidden_size:
+        if hidden != self.feature_size:
             raise ModelError(
-                f"the SPRM head reads width {hidden} but the backbone's hidden size is {self.hidden_size}: "
-                "the head belongs to another model"
+                f"the SPRM head reads width {hidden} but this model's features are {self.feature_size} wide "
+                f"({len(self.settings.feature_layers)} layer(s) of {self.hidden_size}): the head belongs to "
+                "another model or another choice of feature layers"
             )
 
     # -- facts about the backbone --------------------------------------------------------
@@ -149,6 +172,11 @@ class ReflectiveModel(nn.Module):
     @property
     def hidden_size(self) -> int:
         return int(self.backbone.config.hidden_size)
+
+    @property
+    def feature_size(self) -> int:
+        """Width of a step feature: the hidden size times the number of layers the head reads."""
+        return self.hidden_size * len(self.settings.feature_layers)
 
     @property
     def device(self) -> torch.device:
@@ -219,17 +247,21 @@ class ReflectiveModel(nn.Module):
             return self.backbone(**kwargs).logits, None
         with self.capture_features() as captured:
             out = self.backbone(**kwargs)
-        return out.logits, captured[0]
+        features = [layer[0] for layer in captured]
+        return out.logits, features[0] if len(features) == 1 else torch.cat(features, dim=-1)
 
     @contextlib.contextmanager
-    def capture_features(self) -> Iterator[list[torch.Tensor]]:
-        """Record the input of the head's decoder layer during the enclosed forward (this thread)."""
-        captured: list[torch.Tensor] = []
-        self._sinks.current = captured
+    def capture_features(self) -> Iterator[list[list[torch.Tensor]]]:
+        """Record the inputs of the head's decoder layers during the enclosed forward (this
+        thread): one list per layer of ``feature_layers``, in that order."""
+        captured: list[list[torch.Tensor]] = [[] for _ in self._sinks]
+        for sink, into in zip(self._sinks, captured):
+            sink.current = into
         try:
             yield captured
         finally:
-            self._sinks.current = None
+            for sink in self._sinks:
+                sink.current = None
 
 
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:

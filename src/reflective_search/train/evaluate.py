@@ -58,9 +58,9 @@ def score_trajectories(model: ReflectiveModel, trajectories: Sequence[Trajectory
 
 def reads_same_features(a: ReflectiveModel, b: ReflectiveModel) -> bool:
     """Whether two models' heads read identical step features: the same backbone weights,
-    head layer and step rule (two heads trained on one frozen policy, say)."""
-    if (a.settings.feature_layer, a.settings.delimiters, a.search_step) != \
-            (b.settings.feature_layer, b.settings.delimiters, b.search_step):
+    head layers and step rule (two heads trained on one frozen policy, say)."""
+    if (a.settings.feature_layers, a.settings.delimiters, a.search_step) != \
+            (b.settings.feature_layers, b.settings.delimiters, b.search_step):
         return False
     mine, theirs = a.backbone.state_dict(), b.backbone.state_dict()
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

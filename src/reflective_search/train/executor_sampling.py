@@ -49,9 +49,9 @@ def sample_on_executor(executor: ExecutorSpec, model_ref: str | None, problems: 
 @dataclasses.dataclass(frozen=True)
 class FeatureUnit:
     """Trajectories (whole prompt groups) whose features a worker reads, and where from: the
-    head's layer and the search defaults that fix the step rule (the driver's, not the saved model's)."""
+    head's layers and the search defaults that fix the step rule (the driver's, not the saved model's)."""
     trajectories: tuple[Trajectory, ...]
-    feature_layer: int
+    feature_layers: tuple[int, ...]
     search_defaults: tuple
 
 
@@ -62,9 +62,9 @@ class UnitFeatures:
         self.model = model
 
     def __call__(self, unit: FeatureUnit) -> list:
-        settings = dataclasses.replace(self.model.settings, feature_layer=unit.feature_layer,
+        settings = dataclasses.replace(self.model.settings, feature_layers=unit.feature_layers,
                                        search_defaults=unit.search_defaults)
-        return prompt_shared_features(self.model.with_head(self.model.head, settings), unit.trajectories, progress=False)
+        return prompt_shared_features(self.model.reading(settings), unit.trajectories, progress=False)
 
 
 def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, trajectories: Sequence[Trajectory],
@@ -75,7 +75,7 @@ def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, t
 
     members = feature_units(trajectories, per_unit)
     settings = model.settings
-    units = [FeatureUnit(tuple(trajectories[i] for i in unit), settings.feature_layer, settings.search_defaults)
+    units = [FeatureUnit(tuple(trajectories[i] for i in unit), settings.feature_layers, settings.search_defaults)
              for unit in members]
     out: list = [None] * len(trajectories)
     with open_executor(executor, model_ref, UnitFeatures) as running, \

@@ -52,7 +52,7 @@ class HeadConfig:
     learning_rate: float = 1e-3  # head AdamW learning rate
     backbone_learning_rate: float = 1e-4  # backbone AdamW learning rate (joint training only)
     weight_decay: float = 0.01  # head AdamW weight decay (paper: 1e-2)
-    feature_layer: int = -1  # decoder layer whose input the head reads (-1: the last, as MetaStone-S1)
+    feature_layers: tuple[int, ...] = (-1,)  # decoder layers whose inputs the head reads (-1: the last, as MetaStone-S1)
     policy_weight: float = 1.0  # joint training: weight of the policy loss on correct trajectories
     labels: str = "outcome"  # outcome (final correctness; the SPRM's only signal) | steps (diagnostic)
     standardise: bool = False  # frozen heads: standardise each feature (train mean and std, saved with the head)
@@ -223,14 +223,14 @@ def train_head(model: ReflectiveModel, trajectories: Sequence[Trajectory], confi
     (model, trajectories) -> each trajectory's step features, for a frozen head: where the
     feature pass runs (None: ``prompt_shared_features`` in this process)."""
     log = log or sys.stderr
-    # The feature hook is fixed when a model is built, so another layer means another wrapper.
-    settings = dataclasses.replace(model.settings, feature_layer=config.feature_layer, head_trained=True)
+    # The feature hooks are fixed when a model is built, so other layers mean another wrapper.
+    settings = dataclasses.replace(model.settings, feature_layers=tuple(config.feature_layers), head_trained=True)
     frozen = config.backbone_scale == 0
     # Features first: a pool of workers may draw on torch's global generator, which seeds the head.
-    features = (read_features or prompt_shared_features)(model.with_head(model.head, settings), trajectories) \
-        if frozen else None
+    reading = model.reading(settings)
+    features = (read_features or prompt_shared_features)(reading, trajectories) if frozen else None
     torch.manual_seed(config.seed)
-    model = model.with_head(build_head(model.hidden_size, model.settings.head_width), settings)
+    model = model.with_head(build_head(reading.feature_size, model.settings.head_width), settings)
     if not frozen:
         if config.standardise:
             raise ValueError("standardise applies to frozen heads (backbone_scale 0): the features move in joint training")

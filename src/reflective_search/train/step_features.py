@@ -106,7 +106,7 @@ def stack_step_features(model: ReflectiveModel, trajectories: Sequence[Trajector
         targets += _step_targets(trajectory, len(features), labels, task)
         owners += [owner] * len(features)
         index += range(len(features))
-    width = model.hidden_size
+    width = model.feature_size
     features = torch.cat([f.reshape(-1, width) for f in per_trajectory]) if per_trajectory else torch.zeros(0, width)
     return features, torch.tensor(targets), torch.tensor(owners, dtype=torch.long), torch.tensor(index, dtype=torch.long)
 

@@ -29,7 +29,7 @@ PLAIN_TEMPLATE = "{problem}\n\n"
 class ModelSettings:
     delimiters: tuple[str, ...] = DEFAULT_DELIMITERS  # strings that end a reasoning step
     # decoder layers whose *inputs* the head reads, concatenated in this order; -1: the last
-    # (hidden_states[-2], MetaStone-S1's choice). A middle layer beside it can tell more.
+    # (hidden_states[-2], MetaStone-S1's choice; `train sprm --feature-layers` picks others).
     feature_layers: tuple[int, ...] = (-1,)
     head_width: int | None = None  # hidden units of the head; None: 2 x backbone hidden size
     prompt_template: str = PLAIN_TEMPLATE  # the whole prompt when the tokenizer has no chat template

@@ -46,7 +46,7 @@ def all_units(requests: Sequence[ExpandRequest]) -> list[Unit]:
 
 
 def make_rows(requests: Sequence[ExpandRequest], units: Sequence[Unit], max_context: int,
-              device: torch.device | str = "cpu") -> list[ChildRow]:
+              device: torch.device | str) -> list[ChildRow]:
     """One row per unit, each with the generator its (request seed, child index) gives, on ``device``."""
     rooms = [context_room(request, max_context) for request in requests]
     return [

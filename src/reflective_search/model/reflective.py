@@ -44,6 +44,11 @@ class ModelSettings:
     think_span: bool = False  # score only inside one <think>...</think> span (MetaStone-S1 releases: on)
 
 
+def feature_width(hidden_size: int, settings: ModelSettings) -> int:
+    """Width of a step feature: the hidden size times the number of layers the head reads."""
+    return hidden_size * len(settings.feature_layers)
+
+
 def _feature_tap(layer: nn.Module) -> threading.local:
     """Per-thread sinks for ``layer``'s input, filled by one forward pre-hook on the layer.
 
@@ -105,7 +110,7 @@ class ReflectiveModel(nn.Module):
             settings = dataclasses.replace(settings, head_width=width, head_trained=False)  # saved configs state it
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                head = build_head(hidden * len(settings.feature_layers), width)
+                head = build_head(feature_width(hidden, settings), width)
         elif isinstance(head, dict):
             head = _head_from_state(head)
         settings = dataclasses.replace(settings, head_width=head_shape(head.state_dict())[1])
@@ -129,7 +134,7 @@ class ReflectiveModel(nn.Module):
         placeholder head of the right width: for feature passes before the head exists.
         Building it leaves torch's global generator untouched."""
         with torch.random.fork_rng(devices=[]):
-            head = build_head(self.hidden_size * len(settings.feature_layers), settings.head_width)
+            head = build_head(feature_width(self.hidden_size, settings), settings.head_width)
         return self._rewrap(self.backbone, head, settings, None)
 
     def with_backbone(self, backbone: nn.Module) -> "ReflectiveModel":
@@ -175,8 +180,8 @@ class ReflectiveModel(nn.Module):
 
     @property
     def feature_size(self) -> int:
-        """Width of a step feature: the hidden size times the number of layers the head reads."""
-        return self.hidden_size * len(self.settings.feature_layers)
+        """Width of a step feature (``feature_width``)."""
+        return feature_width(self.hidden_size, self.settings)
 
     @property
     def device(self) -> torch.device:

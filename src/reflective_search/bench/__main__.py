@@ -1,4 +1,4 @@
-"""Entry point: ``python -m reflective_search.bench expander|tree|methods|finetune|smol|agreement [--json] [...]``."""
+"""Entry point: ``python -m reflective_search.bench expander|tree|methods|finetune|smol|agreement|kernels [--json] [...]``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     agreement.add_argument("--device", default="cpu", help="cpu or cuda")
     agreement.add_argument("--model", default="countdown-tiny", help="a model folder or shipped name")
     agreement.add_argument("--problems", type=int, default=64, help="held-out problems (3 numbers)")
-    for p in (expander, tree, methods, finetune, smol, agreement):
+    kernels = sub.add_parser("kernels", help="small-batch linear layers vs torch's on the shipped model (CPU)")
+    kernels.add_argument("--model", help="a model folder or shipped name (default: the shipped model)")
+    kernels.add_argument("--repeats", type=int, default=3)
+    for p in (expander, tree, methods, finetune, smol, agreement, kernels):
         p.add_argument("--json", action="store_true", help="print one JSON object (default: a readable table)")
     args = parser.parse_args(argv)
     if args.which == "expander":
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from reflective_search.bench.agreement import run_agreement_bench
 
         result = run_agreement_bench(args.device, args.model, args.problems)
+    elif args.which == "kernels":
+        from reflective_search.bench.kernels import run_kernels_bench
+
+        result = run_kernels_bench(args.model, repeats=args.repeats)
     elif args.which == "smol":
         from reflective_search.bench.smol import run_smol_bench
 

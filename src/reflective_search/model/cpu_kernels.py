@@ -31,7 +31,7 @@ class SmallBatchLinear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(rows, self.in_features)
         if rows == 1:  # one row (sgemv) is slower still than two: compute it twice, keep one
-            flat = flat.repeat(2, 1)
+            flat = torch.cat((flat, flat))
         # The transpose back is made contiguous: a layer fed a column-major input (the next
         # one, through the MLP's product) would hit sgemm's slow layout again.
         out = (self.weight @ flat.T)[:, :rows].T.contiguous()  # [rows, out]

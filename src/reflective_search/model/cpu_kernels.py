@@ -4,9 +4,9 @@ A search decodes a handful of children at a time: 1-4 rows per forward is its co
 (greedy decoding, MCTS rounds of one or two leaves). For 2-4 rows torch's ``F.linear``
 (``x @ W.T`` through MKL's sgemm) streams the float32 weight in an order that on this
 project's CPU ran 2-4x slower than the same product written ``W @ x.T``, and one row
-(sgemv) ran slower than that product over the row twice; at 8 rows or more they are level. Decoding is
-bound by reading the weights, so the kernel choice is most of a decode step's time
-(``python -m reflective_search.bench kernels --json`` measures it on the shipped model).
+(sgemv) ran slower than that product over the row twice; at 8 rows or more they are level.
+Decoding is bound by reading the weights, so the kernel choice is most of a decode step's
+time (``python -m reflective_search.bench kernels --json`` measures it on the shipped model).
 Only the order of the float32 sums differs: outputs agree with ``F.linear`` to rounding.
 
 ``ReflectiveModel`` switches its backbone's ``nn.Linear`` layers to ``SmallBatchLinear``

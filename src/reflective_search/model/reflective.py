@@ -79,7 +79,7 @@ class ReflectiveModel(nn.Module):
                  feature_norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
-        use_small_batch_linear(backbone)  # a search's 2-4-row decode steps, 2-4x faster on CPU (cpu_kernels)
+        use_small_batch_linear(backbone)  # a search's 1-4-row decode steps run faster on CPU (model.cpu_kernels)
         self.head = head
         # Optional standardisation the head was trained behind: (mean [H], std [H]) of the features.
         self.feature_norm = feature_norm

@@ -33,6 +33,27 @@ def test_best_of_n_min_aggregate_prefers_steady_paths():
     assert (solution.answer, solution.score) == ("2", pytest.approx(0.6))
 
 
+@pytest.mark.parametrize("aggregate, answer, score", [("penultimate", "1", 0.95), ("geometric", "2", 0.6)])
+def test_best_of_n_penultimate_aggregate_reads_the_step_before_the_answer(aggregate, answer, score):
+    # path 0 computes well and restates badly; path 1 is middling throughout
+    scores = {(0,): 0.95, (0, 0): 0.1, (1,): 0.6, (1, 0): 0.6}
+    texts = {(0, 0): "Answer: 1.\n\n", (1, 0): "Answer: 2.\n\n"}
+    solution, _ = solve({"method": "best_of_n", "best_of_n": {"n": 2, "aggregate": aggregate}}, scores, texts)
+    assert (solution.answer, solution.score) == (answer, pytest.approx(score))
+
+
+def test_penultimate_of_one_step_is_that_step():
+    from reflective_search.aggregate import penultimate
+
+    assert (penultimate([0.3]), penultimate([]), penultimate([0.2, 0.7, 0.4])) == (0.3, 0.0, 0.7)
+
+
+def test_the_config_accepts_exactly_the_aggregates_that_exist():
+    from reflective_search import aggregate, config
+
+    assert set(config.AGGREGATES) == set(aggregate.AGGREGATES)
+
+
 def test_effort_sets_n():
     solution, expander = solve({"method": "best_of_n", "best_of_n": {"effort": "low"}}, {}, {(0,): "Answer: 1.\n\n", (1,): "Answer: 1.\n\n"})
     assert int(solution.tree.num_children[ROOT]) == 2

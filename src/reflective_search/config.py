@@ -20,7 +20,7 @@ from reflective_search.errors import ConfigError
 
 METHODS = ("greedy", "majority", "best_of_n", "beam", "dvts", "rebase", "mcts")
 EXPANDERS = ("reference", "shared")
-AGGREGATES = ("geometric", "min", "last", "mean", "product")
+AGGREGATES = ("geometric", "min", "last", "penultimate", "mean", "product")
 BACKUPS = ("mean", "max")
 SELECTIONS = ("best", "vote", "weighted_vote")
 ANSWER_KEYS = ("math", "countdown")  # the tasks that say when two answers are one vote

@@ -35,6 +35,21 @@ def test_solve_command_by_name_sets_the_pick_against_greedy(capsys):
         f"(answer 8*3+7, not solved; {greedy['generated_tokens']} more tokens, not counted above)")
 
 
+def test_the_head_line_scores_greedys_path_as_the_search_ranks_its_pick(capsys, tmp_path, model):
+    """With ``mcts.aggregate: min`` both numbers on the head line are minimum step scores."""
+    from reflective_search.aggregate import minimum
+
+    config = tmp_path / "min.yaml"
+    config.write_text("mcts: {aggregate: min}\n")
+    assert main(["solve", "Numbers: 3 7 8. Target: 29.", "--model", NAME, "--config", str(config), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    search = ReflectiveSearch(model, {"mcts": {"aggregate": "min"}})
+    pick, greedy = search.solve("Numbers: 3 7 8. Target: 29."), ReflectiveSearch(model, GREEDY).solve("Numbers: 3 7 8. Target: 29.")
+    assert result["path_score"] == round(minimum(pick.tree.step_scores(pick.tree.chosen)), 4) == result["score"]
+    assert result["greedy"]["score"] == round(minimum(greedy.tree.step_scores(greedy.tree.chosen)), 4)
+    assert result["greedy"]["score"] != round(greedy.score, 4)  # greedy's own score is its geometric mean
+
+
 def test_shipped_model_loads_by_name_with_its_prompt_and_size(model):
     assert model.settings.prompt_template == PROMPT_TEMPLATE
     assert model.format_prompt("Numbers: 3 7 8. Target: 29.") == "Numbers: 3 7 8. Target: 29.\n\n"

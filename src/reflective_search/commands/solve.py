@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if args.method:
         config = config.replace(method=args.method)
     model = load_default_model(args.model)
-    solution = ReflectiveSearch(model, config).solve(args.problem)
+    search = ReflectiveSearch(model, config)
+    config = search.config  # with the model's own search defaults layered in
+    solution = search.solve(args.problem)
     if args.tree:
         solution.tree.to_json(args.tree)
     stats = solution.stats
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         "cpu_seconds": round(stats.cpu_seconds, 3), "unspent_tokens": stats.unspent_tokens,
         "duplicate_tokens": stats.duplicate_tokens,
         "greedy": None if solution.method == "greedy" else _greedy(model, config, args.problem),
+        "path_score": round(_path_score(solution, config), 4),
     }
     if args.json:
         print(json.dumps(result))
@@ -70,18 +73,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _greedy(model, config, problem: str) -> dict:
-    """Greedy decoding's answer and head score, to set the search's pick against (the head at work)."""
+    """Greedy decoding's answer, and its path scored by the head as the search scores its pick,
+    to set the two against each other (the head at work)."""
     from reflective_search.facade import ReflectiveSearch
 
     greedy = ReflectiveSearch(model, config.replace(method="greedy")).solve(problem)
-    return {"answer": greedy.answer, "score": round(greedy.score, 4), "verdict": _verdict(problem, greedy.text),
-            "generated_tokens": greedy.stats.generated_tokens}
+    return {"answer": greedy.answer, "score": round(_path_score(greedy, config), 4),
+            "verdict": _verdict(problem, greedy.text), "generated_tokens": greedy.stats.generated_tokens}
+
+
+def _path_score(solution, config) -> float:
+    """The head's score of the solution's path, aggregated as ``config``'s method ranks finished
+    paths (the geometric mean for a method with no aggregate of its own, such as majority)."""
+    from reflective_search.search.common import trajectory_score
+
+    aggregate = getattr(getattr(config, config.method, None), "aggregate", "geometric")
+    return trajectory_score(solution.tree, solution.tree.chosen, aggregate)
 
 
 def _head_line(result: dict) -> str:
     greedy = result["greedy"]
     verdict = f", {greedy['verdict'].split(':')[0]}" if greedy["verdict"] else ""
-    return (f"head: the chosen path scores {result['score']}; greedy decoding's path scores {greedy['score']} "
+    return (f"head: the chosen path scores {result['path_score']}; greedy decoding's path scores {greedy['score']} "
             f"(answer {greedy['answer']}{verdict}; {greedy['generated_tokens']} more tokens, not counted above)")
 
 

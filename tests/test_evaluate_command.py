@@ -61,6 +61,8 @@ def test_evaluate_search_runs_only_the_methods_asked_for(tmp_path, capsys):
     assert set(row) == {"greedy", "mcts"}
     assert row["mcts"]["overrides"] == {"sampling.temperature": 0.7, "budget.tokens": 60}
     assert len(row["mcts"]["correct"]) == 2 and row["mcts"]["accuracy"] == sum(row["mcts"]["correct"]) / 2
+    assert row["mcts"]["pass@tree"] >= row["mcts"]["accuracy"] and row["mcts"]["finished_paths"] >= 1
+    assert "  mcts trees: pass@tree " in capsys.readouterr().out
     assert (tmp_path / "search.png").is_file()
 
 
@@ -137,3 +139,34 @@ def test_evaluate_heads_scores_each_head_on_the_same_samples(tmp_path, capsys):
         {k: other[k] for k in ("self_consistency", "pass_at_n", "sample_accuracy")}
     assert f"self-consistency {first['self_consistency']:.3f}, pass@2 {first['pass_at_n']:.3f})" in capsys.readouterr().out
     assert len(samples.read_text().splitlines()) == 6
+
+
+def _tree(steps_by_parent: dict[int, list[tuple[str, bool]]]):
+    """A tree from {parent: [(step text, terminal), ...]}, parents before their children."""
+    from reflective_search.interface import ChildStep, StepEnd
+    from reflective_search.tree import Tree
+
+    tree = Tree([1], "p")
+    for parent, steps in steps_by_parent.items():
+        children = tree.add_children(parent, [ChildStep((2,), text, 0.0, 0.5, StepEnd.DELIMITER) for text, _ in steps],
+                                     [1 / len(steps)] * len(steps))
+        for child, (_, terminal) in zip(children, steps):
+            tree.terminal[child] = terminal
+    return tree
+
+
+def test_tree_coverage_counts_finished_paths_and_any_correct_one():
+    from reflective_search.solution import Solution, Stats
+    from reflective_search.train.evaluate import tree_coverage
+    from reflective_search.train.tasks import TrainingProblem, get_task
+
+    step, right, wrong = "8*3=24, left 7 24.\n\n", "Answer: 8*3+7.\n\n", "Answer: 8*3-7.\n\n"
+    # Problem 1: one right and one wrong finished path; an open leaf that states the right answer
+    # does not count (it is not finished). Problem 2: only a wrong finished path.
+    one = _tree({0: [(step, False), (right, False)], 1: [(right, True), (wrong, True)]})
+    two = _tree({0: [(wrong, True), (step, False)]})
+    solutions = [Solution("p", "mcts", None, "", 0.0, Stats(0, 0, 0, 0.0, duplicate_tokens=d), tree)
+                 for tree, d in ((one, 10), (two, 4))]
+    problems = [TrainingProblem("Numbers: 3 7 8. Target: 31.")] * 2
+    assert tree_coverage(problems, solutions, get_task("countdown")) == {
+        "pass@tree": 0.5, "finished_paths": 1.5, "duplicate_tokens": 7.0}

@@ -200,7 +200,7 @@ def _fmt(by_position: dict) -> str:
 
 
 def _search(args) -> dict:
-    from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_result
+    from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_report
     from reflective_search.train.metrics import paired_difference
 
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
@@ -214,7 +214,7 @@ def _search(args) -> dict:
         if "best_of_n" in args.methods:
             row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task)
         if "mcts" in args.methods:
-            row["mcts"] = {**mcts_result(model, problems, overrides, task).as_dict(), "overrides": overrides}
+            row["mcts"] = {**mcts_report(model, problems, overrides, task), "overrides": overrides}
         best = f"best_of_{args.samples}_sprm"
         if {"mcts", best} <= row.keys():
             row[f"mcts_minus_best_of_{args.samples}"] = paired_difference(row["mcts"]["correct"], row[best]["correct"])
@@ -239,6 +239,10 @@ def _print_search_table(label: str, row: dict, samples: int) -> None:
     for method, result in row.items():
         if isinstance(result, dict) and "accuracy" in result:
             print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")
+    if "mcts" in row:
+        tree = row["mcts"]
+        print(f"  mcts trees: pass@tree {tree['pass@tree']:.3f}  distinct finished paths {tree['finished_paths']:.1f}  "
+              f"duplicate tokens {tree['duplicate_tokens']:.0f} / problem")
     paired = row.get(f"mcts_minus_best_of_{samples}")
     if paired:
         low, high = paired["ci"]

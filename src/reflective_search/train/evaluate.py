@@ -193,10 +193,22 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem]
     return report
 
 
-def mcts_result(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
-                task: Task, chunk: int = 16) -> MethodResult:
+def mcts_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
+                task: Task, chunk: int = 16) -> dict[str, Any]:
+    """MCTS's verdicts and cost, and what its trees held (``tree_coverage``)."""
     solutions = run_search(model, problems, {"method": "mcts", **overrides}, task, chunk)
-    return method_result(problems, solutions, task)
+    return {**method_result(problems, solutions, task).as_dict(), **tree_coverage(problems, solutions, task)}
+
+
+def tree_coverage(problems: Sequence[TrainingProblem], solutions, task: Task) -> dict[str, float]:
+    """What the search trees held beside what was picked: ``pass@tree``, the fraction of problems
+    with a correct finished path anywhere in the tree (the most any final selection could reach;
+    Best-of-N's pass@N), and the mean distinct finished paths and duplicate tokens per tree."""
+    finished = [{s.tree.response_text(leaf) for leaf in s.tree.terminal_leaves()} for s in solutions]
+    n = len(problems)
+    return {"pass@tree": sum(any(task.correct(p, text) for text in texts) for p, texts in zip(problems, finished)) / n,
+            "finished_paths": sum(map(len, finished)) / n,
+            "duplicate_tokens": sum(s.stats.duplicate_tokens for s in solutions) / n}
 
 
 def greedy_result(model: ReflectiveModel, problems: Sequence[TrainingProblem], task: Task,

@@ -161,10 +161,10 @@ def test_tree_coverage_counts_finished_paths_and_any_correct_one():
     from reflective_search.train.tasks import TrainingProblem, get_task
 
     step, right, wrong = "8*3=24, left 7 24.\n\n", "Answer: 8*3+7.\n\n", "Answer: 8*3-7.\n\n"
-    # Problem 1: one right and one wrong finished path; an open leaf that states the right answer
-    # does not count (it is not finished). Problem 2: only a wrong finished path.
-    one = _tree({0: [(step, False), (right, False)], 1: [(right, True), (wrong, True)]})
-    two = _tree({0: [(wrong, True), (step, False)]})
+    # Problem 1: one right and one wrong finished path. Problem 2: one wrong finished path, and
+    # an open leaf that states the right answer, which does not count (it is not finished).
+    one = _tree({0: [(step, False)], 1: [(right, True), (wrong, True)]})
+    two = _tree({0: [(wrong, True), (right, False)]})
     solutions = [Solution("p", "mcts", None, "", 0.0, Stats(0, 0, 0, 0.0, duplicate_tokens=d), tree)
                  for tree, d in ((one, 10), (two, 4))]
     problems = [TrainingProblem("Numbers: 3 7 8. Target: 31.")] * 2

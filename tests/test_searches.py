@@ -49,9 +49,16 @@ def test_penultimate_of_one_step_is_that_step():
 
 
 def test_the_config_accepts_exactly_the_aggregates_that_exist():
-    from reflective_search import aggregate, config
+    from reflective_search import aggregate
+    from reflective_search.config import config_from_dict
+    from reflective_search.errors import ConfigError
 
-    assert set(config.AGGREGATES) == set(aggregate.AGGREGATES)
+    for name in aggregate.AGGREGATES:
+        assert config_from_dict({"best_of_n": {"aggregate": name}}).best_of_n.aggregate == name
+    with pytest.raises(ConfigError) as refused:
+        config_from_dict({"best_of_n": {"aggregate": "median"}})
+    assert str(refused.value) == ("best_of_n.aggregate: 'median' is not allowed; expected "
+                                  + " | ".join(aggregate.AGGREGATES))
 
 
 def test_effort_sets_n():

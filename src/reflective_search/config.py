@@ -16,11 +16,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from reflective_search.aggregate import AGGREGATES as _AGGREGATE_FUNCTIONS
 from reflective_search.errors import ConfigError
 
 METHODS = ("greedy", "majority", "best_of_n", "beam", "dvts", "rebase", "mcts")
 EXPANDERS = ("reference", "shared")
-AGGREGATES = ("geometric", "min", "last", "penultimate", "mean", "product")
+AGGREGATES = tuple(_AGGREGATE_FUNCTIONS)  # every path-scoring rule that exists (aggregate.py)
 BACKUPS = ("mean", "max")
 SELECTIONS = ("best", "vote", "weighted_vote")
 ANSWER_KEYS = ("math", "countdown")  # the tasks that say when two answers are one vote

@@ -51,7 +51,7 @@ def register(subparsers) -> None:
         sub.add_argument("--problems", type=int, default=None, help="problems per number count (default: all)")
         sub.add_argument("--problems-file", help="a JSONL file of records with 'problem' and 'answer' to evaluate "
                                                  "on instead of the Countdown splits")
-        sub.add_argument("--task", choices=["countdown", "math"],
+        sub.add_argument("--task", choices=["countdown", "math", "arithmetic"],
                          help="how answers are checked (default: countdown, or math for --problems-file)")
         sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
         sub.add_argument("--out", help="directory for the JSON (and PNG) results")

@@ -105,7 +105,7 @@ def render_section(section: Section) -> list[str]:
     comments = field_comments(section.cls)
     out = [f"### {section.title}", ""]
     if section.intro:
-        out += [f"{section.intro.rstrip('.')}.", ""]
+        out += [f"{markdown_cell(section.intro.rstrip('.'))}.", ""]
     out += ["| key | default | meaning |", "|---|---|---|"]
     for field in dataclasses.fields(section.cls):
         kind = hints[field.name]
@@ -116,9 +116,14 @@ def render_section(section: Section) -> list[str]:
             default = "see `problems.options`"
         else:
             default = f"`{render_default(field_default(field))}`"
-        meaning = comments.get(field.name, "").replace("|", "\\|")
+        meaning = markdown_cell(comments.get(field.name, ""))
         out.append(f"| `{key}` | {default} | {meaning} |")
     return out + [""]
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` safe in a table cell: pipes escaped, angle brackets not read as HTML."""
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def generate() -> str:

@@ -20,7 +20,7 @@ import yaml
 from reflective_search import config as config_module
 from reflective_search.cli import build_parser
 from reflective_search.config import SearchConfig, flatten, to_dict
-from reflective_search.config_doc import BEGIN, END, generate, sections
+from reflective_search.config_doc import BEGIN, END, generate, main, sections
 from reflective_search.shipped import SHIPPED_DIR, shipped_model_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,6 +168,22 @@ def test_the_configuration_page_holds_exactly_the_generated_reference():
     page = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert generated_block(page) == generate(), (
         "docs/configuration.md is out of date: run python -m reflective_search.config_doc --write docs/configuration.md")
+
+
+def test_write_replaces_only_the_generated_block(tmp_path):
+    page = tmp_path / "configuration.md"
+    page.write_text(f"# Intro\n\n{BEGIN}\nstale\n{END}\n\nAfter.\n", encoding="utf-8")
+    assert main(["--write", str(page)]) == 0
+    assert page.read_text(encoding="utf-8") == f"# Intro\n\n{generate()}\n\nAfter.\n"
+
+
+def test_write_refuses_a_page_without_markers_in_one_line(tmp_path, capsys):
+    page = tmp_path / "configuration.md"
+    page.write_text("# Intro\n", encoding="utf-8")
+    assert main(["--write", str(page)]) == 2
+    assert capsys.readouterr().err == (f"error: {page}: the page has no generated block: add the lines {BEGIN!r} "
+                                       f"and {END!r}\n")
+    assert page.read_text(encoding="utf-8") == "# Intro\n"
 
 
 def test_every_config_dataclass_has_a_section():

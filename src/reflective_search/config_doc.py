@@ -153,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         print(generate())
         return 0
     page = Path(args.write)
-    page.write_text(replace_block(page.read_text(encoding="utf-8"), generate()), encoding="utf-8")
+    try:
+        page.write_text(replace_block(page.read_text(encoding="utf-8"), generate()), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        print(f"error: {page}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -72,7 +72,7 @@ class RayModuleRun(pytest.Item):
         refusal = namespace_refusal()
         if refusal is not None:
             skip_or_fail(f"the Ray tests need a loopback-only network namespace and {refusal}; "
-                         "run them as root (see README, Tests)")
+                         "run them as root (see docs/getting-started.md, Tests)")
         inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider {self.path}"
         run = subprocess.run([*unshare_prefix(), "bash", "-c", inner], cwd=self.config.rootpath, capture_output=True,
                              text=True, timeout=MODULE_TIMEOUT_S, env={**os.environ, INSIDE: "1"})

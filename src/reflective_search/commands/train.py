@@ -102,7 +102,7 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=["countdown", "math", "arithmetic"],
                         help="how trajectories are checked (default: countdown for the generator, math for a file)")
     parser.add_argument("--samples", type=int, default=4, help="trajectories sampled per problem")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (see docs/countdown.md)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--numbers", type=int, nargs="+", default=[3, 4], choices=range(2, 6), metavar="N",
                         help="number counts of the problems (2-5)")
     parser.add_argument("--trajectories", help="a JSONL file of trajectories: reused if it exists, else written")

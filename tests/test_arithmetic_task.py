@@ -202,3 +202,41 @@ def test_bad_generator_options_are_refused_in_one_line(options, message):
     with pytest.raises(ConfigError) as info:
         spec_from_dict({"problems": {"generator": "arithmetic", "options": options}})
     assert str(info.value) == message
+
+
+def test_report_by_depth_gives_a_table_and_a_point_per_depth(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from reflective_search.cli import main
+
+    config = {"model": "countdown-tiny", "problems": {"generator": "arithmetic", "count": 2, "options": {"depths": [1, 3]}},
+              "search": {"method": "greedy", "sampling": {"max_steps": 2, "max_step_tokens": 8}},
+              "output_dir": str(tmp_path / "run")}
+    (tmp_path / "depth.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "depth.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run"), "--by", "depth", "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert list(reports) == ["1", "3"]
+    assert [(row["method"], row["problems"]) for row in reports["3"]["rows"]] == [("greedy", 2)]
+    markdown = (tmp_path / "run" / "report_by_depth.md").read_text()
+    assert markdown.startswith("## depth 1\n") and "\n## depth 3\n" in markdown
+    assert (tmp_path / "run" / "by_depth.png").stat().st_size > 0
+
+
+def test_report_by_a_field_the_problems_lack_is_one_line(tmp_path, capsys):
+    import yaml
+
+    from reflective_search.cli import main
+
+    config = {"model": "countdown-tiny", "problems": {"generator": "arithmetic", "count": 1, "options": {"depths": [1]}},
+              "search": {"method": "greedy", "sampling": {"max_steps": 1, "max_step_tokens": 4}},
+              "output_dir": str(tmp_path / "run")}
+    (tmp_path / "depth.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "depth.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run"), "--by", "width"]) == 2
+    assert capsys.readouterr().err == ("error: --by width: problem 'd1-0' has no 'width' field; "
+                                       "group by a field every problem record has\n")

@@ -150,8 +150,13 @@ def run_policy(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = train_policy(config, checkpoint=lambda m, step: m.save_pretrained(args.out))
     model.save_pretrained(args.out)
-    print(f"policy: {model.num_parameters:,} parameters, trained in {time.perf_counter() - start:.0f} s, "
-          f"saved to {args.out}")
+    seconds = time.perf_counter() - start
+    _write_card(args, (model.settings.head_trained, model.settings.search_defaults), adapter=False, base=None, what=(
+        f"A Countdown policy trained from scratch: a Llama of {model.num_parameters:,} parameters over a character "
+        "tokenizer, on solutions found by a solver on problems from the Countdown generator"), rows=[
+        ("steps", config.stop_after or config.steps), ("batch size", config.batch_size),
+        ("peak learning rate", config.learning_rate), ("time", f"{seconds:.0f} s")])
+    print(f"policy: {model.num_parameters:,} parameters, trained in {seconds:.0f} s, saved to {args.out}")
     return 0
 
 
@@ -170,9 +175,75 @@ def run_finetune(args: argparse.Namespace) -> int:
     summary = finetune_policy(args.base, args.problems, task, config, Path(args.out), args.numbers, args.held_out,
                               dtype)
     (Path(args.out) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _write_card(args, (False, tuple(summary["search_defaults"].items())), adapter=(Path(args.out) / "adapter_config.json").is_file(),
+                base=summary["base"], what=_finetune_sentence(args, summary, task), rows=_finetune_rows(summary),
+                note=_limits_note(summary))
     print(f"policy: {summary['kind']} fine-tune of {args.base}, {summary['steps_done']} steps, "
           f"{summary['tokens_per_s']} tokens/s, held-out loss {summary['held_out_loss']:.4f}, saved to {args.out}")
     return 0
+
+
+def _finetune_sentence(args: argparse.Namespace, summary: dict, task: str) -> str:
+    from pathlib import Path
+
+    from reflective_search.model.card import base_label
+
+    kind = f"LoRA (rank {args.lora})" if args.lora else "full"
+    base = base_label(summary["base"]) if summary["base"] else f"`{Path(args.base).name}`"
+    return (f"A policy for the `{task}` task: a {kind} fine-tune of {base} on the worked "
+            f"solutions of {_problems_text(args.problems, args.numbers)}")
+
+
+def _finetune_rows(summary: dict) -> list[tuple[str, object]]:
+    config = summary["config"]
+    held_out = summary["held_out_examples"]
+    rows = [("steps", summary["steps_done"]), ("batch size", config["batch_size"]),
+            ("peak learning rate", config["learning_rate"])]
+    if held_out:
+        rows.append((f"held-out loss ({held_out} solution{'s' * (held_out > 1)})", f"{summary['held_out_loss']:.4f}"))
+    return rows + [("tokens", f"{summary['tokens']:,} ({summary['tokens_per_s']:,.0f} tokens/s)"),
+                   ("time", f"{summary['seconds']:.0f} s")]
+
+
+def _limits_note(summary: dict) -> str:
+    """How the step limits were drawn from a file's solutions (empty: they were not)."""
+    from reflective_search.train.step_limits import EXTRA_STEPS, HEADROOM, ROUND_TO
+
+    limits = summary.get("step_limits")
+    if not limits:
+        return ""
+    return (f"the step limits fit the training solutions: the longest step, {limits['longest_step_tokens']} tokens, "
+            f"times {HEADROOM} rounded up to a multiple of {ROUND_TO}; the most steps, {limits['most_steps']}, "
+            f"plus {EXTRA_STEPS}")
+
+
+def _problems_text(problems: str, numbers) -> str:
+    """How a card names the problems trained on (a file by its name only)."""
+    from pathlib import Path
+
+    if problems == "countdown" or problems.isdigit():
+        return f"problems from the Countdown generator ({'/'.join(map(str, numbers))} numbers)"
+    return f"`{Path(problems).name}`"
+
+
+def _write_card(args: argparse.Namespace, head: tuple[bool, tuple], adapter: bool, base: str | None, what: str,
+                rows: list, note: str = "") -> None:
+    """Replace the saved folder's plain card with one that says how the model was trained.
+    ``head``: (whether the head is trained, the search defaults the model carries)."""
+    from pathlib import Path
+
+    from reflective_search.model.card import (
+        Card, head_section, portable_command, search_defaults_section, training_section, usage_section, write_card,
+    )
+
+    title = Path(args.out).resolve().name
+    command = portable_command(getattr(args, "argv", None) or sys.argv[1:])
+    task = args.task or ("countdown" if args.problems == "countdown" or args.problems.isdigit() else "math")
+    tags = (task, *(("lora",) if adapter else ()))
+    trained, defaults = head
+    sections = (training_section(command, rows), head_section(trained),
+                search_defaults_section(defaults, note), usage_section(title))
+    write_card(args.out, Card(title, what + ".", base, adapter, tags, sections))
 
 
 def finetune_config(args: argparse.Namespace):
@@ -197,6 +268,7 @@ def run_sprm(args: argparse.Namespace) -> int:
         HeadConfig, check_both_classes, contrast_trajectories, load_trajectories, require_contrast,
         sample_trajectories, sample_with_search, save_trajectories, train_head,
     )
+    from reflective_search.train.finetune import with_defaults
     from reflective_search.train.tasks import get_task, load_problems
 
     torch.set_num_threads(1)
@@ -221,8 +293,8 @@ def run_sprm(args: argparse.Namespace) -> int:
         trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task)
         if args.trajectories:
             save_trajectories(trajectories, args.trajectories)
-    correct = sum(t.correct for t in trajectories)
-    print(f"trajectories: {len(trajectories)} ({correct} correct) in {time.perf_counter() - start:.0f} s",
+    sampled = (len(trajectories), sum(t.correct for t in trajectories))  # (count, correct) of its own
+    print(f"trajectories: {sampled[0]} ({sampled[1]} correct) in {time.perf_counter() - start:.0f} s",
           file=sys.stderr)
     if args.contrast:
         pairs = contrast_trajectories(model, task, args.contrast, args.numbers, args.seed)
@@ -235,12 +307,35 @@ def run_sprm(args: argparse.Namespace) -> int:
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
     # the settings first: the head is trained on the steps the saved model will search with
-    model = train_head(with_search_defaults(model, chosen), trajectories, config, task=task,
+    model = train_head(with_defaults(model, chosen), trajectories, config, task=task,
                        read_features=_features_on(executor, args) if executor else None)
     model.save_pretrained(args.out)
+    seconds = time.perf_counter() - start
+    _write_card(args, (True, model.settings.search_defaults), adapter=(Path(args.out) / "adapter_config.json").is_file(),
+                base=model.base_name, what=_head_sentence(args, source, sampled), rows=_head_rows(args, config, sampled, seconds))
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
-          f"{time.perf_counter() - start:.0f} s, saved to {args.out}")
+          f"{seconds:.0f} s, saved to {args.out}")
     return 0
+
+
+def _head_sentence(args: argparse.Namespace, source: str, sampled: tuple[int, int]) -> str:
+    from pathlib import Path
+
+    labels = "final-answer correctness" if args.labels == "outcome" else "the task's step checker"
+    drawn = (f"trajectories from `{Path(args.trajectories).name}`" if args.trajectories else
+             f"trajectories sampled on {_problems_text(source, args.numbers)}")
+    return (f"The policy `{Path(args.model).name}` with an SPRM head trained on {sampled[0]} of its own {drawn} "
+            f"({sampled[1]} correct), labelled by {labels}")
+
+
+def _head_rows(args: argparse.Namespace, config, sampled: tuple[int, int], seconds: float) -> list:
+    rows = [("trajectories", f"{sampled[0]} ({sampled[1]} correct)")]
+    if args.contrast:
+        rows.append(("contrast pairs", args.contrast))
+    backbone = "frozen" if config.backbone_scale == 0 else f"trained, gradient scale {config.backbone_scale}"
+    return rows + [("loss", config.loss), ("labels", config.labels), ("backbone", backbone),
+                   ("feature layers", " ".join(map(str, config.feature_layers))), ("epochs", config.epochs),
+                   ("learning rate", config.learning_rate), ("time", f"{seconds:.0f} s")]
 
 
 def search_settings(options: list[str]) -> dict:
@@ -248,14 +343,6 @@ def search_settings(options: list[str]) -> dict:
     from reflective_search.experiments.spec import parse_search_settings
 
     return parse_search_settings(options, "--search", "mcts.c_puct=1.0")
-
-
-def with_search_defaults(model, chosen: dict):
-    """``model`` carrying ``chosen`` over the search defaults it had (its task's)."""
-    import dataclasses
-
-    merged = tuple({**dict(model.settings.search_defaults), **chosen}.items())
-    return model.with_head(model.head, dataclasses.replace(model.settings, search_defaults=merged), model.feature_norm)
 
 
 def _executor(args: argparse.Namespace):

@@ -15,9 +15,10 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
-from reflective_search.commands import add_command
+from reflective_search.commands import add_command, search_defaults_line
 
 
 SEARCH_METHODS = ("greedy", "best_of_n", "mcts")
@@ -131,12 +132,17 @@ def _calibrate(args) -> dict:
     for label, problems in _groups(args, "valid"):
         row = calibrate(model, problems, args.temperatures, args.samples, task=task)
         out[label] = row
-        cells = [f"greedy {row['greedy']:.3f}"] + [
-            f"{key}: sample {v['per_sample']:.3f} pass@{args.samples} {v[f'pass@{args.samples}']:.3f} "
-            f"SC {v['self_consistency']:.3f} good steps {v['positive_steps']:.3f}"
-            for key, v in row.items() if key.startswith("T=")]
-        print(f"{label} | " + " | ".join(cells))
+        print(_calibrate_line(label, row, args.samples))
     return out
+
+
+def _calibrate_line(label: str, row: dict, samples: int) -> str:
+    """One problem group's calibration; the good-step fraction only where it was measured."""
+    cells = [f"greedy {row['greedy']:.3f}"] + [
+        f"{key}: sample {v['per_sample']:.3f} pass@{samples} {v[f'pass@{samples}']:.3f} SC {v['self_consistency']:.3f}"
+        + (f" good steps {v['positive_steps']:.3f}" if "positive_steps" in v else "")
+        for key, v in row.items() if key.startswith("T=")]
+    return f"{label} | " + " | ".join(cells)
 
 
 def _heads(args) -> dict:
@@ -159,13 +165,19 @@ def _heads(args) -> dict:
                        "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records),
                        **sample_summary(records)}
             out[f"{label} | {name}"] = summary
-            low, high = summary["trajectory_auc_ci"]
-            print(f"{label} | {name} | trajectory AUC {summary['trajectory_auc']:.3f} [{low:.3f}, {high:.3f}] (policy log-prob "
-                  f"{summary['trajectory_auc_logprob']:.3f}) | step AUC min over positions "
-                  f"{summary['step_auc_min_position']:.3f} | by position {_fmt(summary['step_auc_by_position'])} | "
-                  f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f}, "
-                  f"self-consistency {summary['self_consistency']:.3f}, pass@{args.samples} {summary['pass_at_n']:.3f})")
+            print(_heads_line(f"{label} | {name}", summary, args.samples))
     return out
+
+
+def _heads_line(label: str, summary: dict, samples: int) -> str:
+    """One model's head quality; the step AUCs only where step labels measured them."""
+    low, high = summary["trajectory_auc_ci"]
+    steps = (f" | step AUC min over positions {summary['step_auc_min_position']:.3f} | by position "
+             f"{_fmt(summary['step_auc_by_position'])}" if "step_auc_by_position" in summary else "")
+    return (f"{label} | trajectory AUC {summary['trajectory_auc']:.3f} [{low:.3f}, {high:.3f}] (policy log-prob "
+            f"{summary['trajectory_auc_logprob']:.3f}){steps} | best-of-{samples} {summary['best_of_n']:.3f} "
+            f"(log-prob {summary['best_of_n_logprob']:.3f}, self-consistency {summary['self_consistency']:.3f}, "
+            f"pass@{samples} {summary['pass_at_n']:.3f})")
 
 
 def _features(model, trajectories, passes: list) -> tuple:
@@ -208,6 +220,7 @@ def _search(args) -> dict:
 
     mcts = parse_search_settings(args.mcts, "--mcts", "budget.tokens=400")
     model, task, out = _models(args)[0], _task(args), {}
+    print(search_defaults_line(model, task), file=sys.stderr)
     overrides = {"sampling.temperature": temperature(args, model), **mcts}
     for label, problems in _groups(args, args.split):
         row = {"greedy": greedy_result(model, problems, task).as_dict()} if "greedy" in args.methods else {}
@@ -250,8 +263,9 @@ def _print_search_table(label: str, row: dict, samples: int) -> None:
               f"(paired 95% CI [{low:+.3f}, {high:+.3f}])")
     if f"pass@{samples}" not in row:
         return
+    steps = f"  step AUC by position {_fmt(row['step_auc_by_position'])}" if "step_auc_by_position" in row else ""
     print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "
-          f"logprob {row['trajectory_auc_logprob']:.3f}  step AUC by position {_fmt(row['step_auc_by_position'])}")
+          f"logprob {row['trajectory_auc_logprob']:.3f}{steps}")
 
 
 def _plot(out: dict, path: Path) -> None:

@@ -118,9 +118,15 @@ def calibrate(model: ReflectiveModel, problems: Sequence[TrainingProblem], tempe
             "per_sample": metrics.sample_accuracy(records),
             f"pass@{samples}": metrics.pass_at_n(records),
             "self_consistency": metrics.self_consistency_accuracy(records),
-            "positive_steps": metrics.positive_step_fraction(records),
+            **step_figures(task, records),
         }
     return row
+
+
+def step_figures(task: Task, records: Sequence[Scored]) -> dict[str, Any]:
+    """The fraction of truly good steps, for a task that labels steps (left out for one that
+    does not: not measured is not 0)."""
+    return {"positive_steps": metrics.positive_step_fraction(records)} if task.step_labels is not None else {}
 
 
 # -- search through the engine ------------------------------------------------------------------
@@ -187,8 +193,8 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem]
         "trajectory_auc_sprm": metrics.trajectory_auc(records, metrics.sprm_score),
         "trajectory_auc_logprob": metrics.trajectory_auc(records, metrics.logprob_score),
         **metrics.auc_intervals(records),
-        "step_auc_by_position": metrics.step_auc_by_position(records),
-        "positive_steps": metrics.positive_step_fraction(records),
+        **({"step_auc_by_position": metrics.step_auc_by_position(records)} if task.step_labels is not None else {}),
+        **step_figures(task, records),
     }
     return report
 

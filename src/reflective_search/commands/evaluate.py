@@ -56,6 +56,8 @@ def register(subparsers) -> None:
                          help="how answers are checked (default: countdown, or math for --problems-file)")
         sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
         sub.add_argument("--out", help="directory for the JSON (and PNG) results")
+        sub.add_argument("--no-progress", dest="progress", action="store_false",
+                         help="no progress bars (they are shown only on a terminal, on stderr)")
         sub.set_defaults(func=run)
 
 
@@ -130,7 +132,7 @@ def _calibrate(args) -> dict:
 
     model, task, out = _models(args)[0], _task(args), {}
     for label, problems in _groups(args, "valid"):
-        row = calibrate(model, problems, args.temperatures, args.samples, task=task)
+        row = calibrate(model, problems, args.temperatures, args.samples, task=task, progress=args.progress)
         out[label] = row
         print(_calibrate_line(label, row, args.samples))
     return out
@@ -156,10 +158,11 @@ def _heads(args) -> dict:
     for position, (label, problems) in enumerate(_groups(args, args.split)):
         index = {p: i for i, p in enumerate(problems)}
         trajectories = _head_samples(models[0], problems, args, position, task)
-        features, logprobs = features_and_logprobs(models[0], trajectories)
+        features, logprobs = features_and_logprobs(models[0], trajectories, progress=args.progress)
         passes = [(models[0], features)]
         for name, model in zip(args.model or ["shipped"], models):
-            scored = score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes))
+            scored = score_trajectories(model, trajectories, index, task,
+                                        _features(model, trajectories, passes, args.progress))
             records = with_logprobs(scored, logprobs)
             summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
                        "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records),
@@ -180,7 +183,7 @@ def _heads_line(label: str, summary: dict, samples: int) -> str:
             f"pass@{samples} {summary['pass_at_n']:.3f})")
 
 
-def _features(model, trajectories, passes: list) -> tuple:
+def _features(model, trajectories, passes: list, progress: bool) -> tuple:
     """The step features of ``trajectories`` under ``model``, reusing an earlier model's
     pass when both read the same features (one pass per distinct backbone)."""
     from reflective_search.train.evaluate import reads_same_features
@@ -189,7 +192,7 @@ def _features(model, trajectories, passes: list) -> tuple:
     for other, features in passes:
         if reads_same_features(model, other):
             return features
-    passes.append((model, frozen_features(model, trajectories)))
+    passes.append((model, frozen_features(model, trajectories, progress=progress)))
     return passes[-1][1]
 
 
@@ -201,7 +204,8 @@ def _head_samples(model, problems, args, position: int, task):
         (Path(args.trajectories) if args.trajectories else None)
     if path is not None and path.is_file():
         return load_trajectories(model, path)
-    trajectories = sample_trajectories(model, problems, args.samples, temperature(args, model), seed=1, task=task)
+    trajectories = sample_trajectories(model, problems, args.samples, temperature(args, model), seed=1, task=task,
+                                       progress=args.progress)
     if path is not None:
         save_trajectories(trajectories, path)
     return trajectories
@@ -223,11 +227,14 @@ def _search(args) -> dict:
     print(search_defaults_line(model, task), file=sys.stderr)
     overrides = {"sampling.temperature": temperature(args, model), **mcts}
     for label, problems in _groups(args, args.split):
-        row = {"greedy": greedy_result(model, problems, task).as_dict()} if "greedy" in args.methods else {}
+        shown = args.progress
+        row = {"greedy": greedy_result(model, problems, task, progress=shown).as_dict()} if "greedy" in args.methods \
+            else {}
         if "best_of_n" in args.methods:
-            row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task)
+            row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task,
+                                    progress=shown)
         if "mcts" in args.methods:
-            row["mcts"] = {**mcts_report(model, problems, overrides, task), "overrides": overrides}
+            row["mcts"] = {**mcts_report(model, problems, overrides, task, progress=shown), "overrides": overrides}
         best = f"best_of_{args.samples}_sprm"
         if {"mcts", best} <= row.keys():
             row[f"mcts_minus_best_of_{args.samples}"] = paired_difference(row["mcts"]["correct"], row[best]["correct"])

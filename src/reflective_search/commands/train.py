@@ -128,6 +128,8 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
                         help="search settings the saved model carries (its search defaults, used by solve, run and "
                              "evaluate unless a config overrides them), e.g. mcts.c_puct=1.0 budget.tokens=300")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars for sampling and the feature pass (shown only on a terminal, on stderr)")
     parser.set_defaults(func=run_sprm)
 
 
@@ -151,11 +153,11 @@ def run_policy(args: argparse.Namespace) -> int:
     model = train_policy(config, checkpoint=lambda m, step: m.save_pretrained(args.out))
     model.save_pretrained(args.out)
     seconds = time.perf_counter() - start
-    _write_card(args, (model.settings.head_trained, model.settings.search_defaults), adapter=False, base=None, what=(
-        f"A Countdown policy trained from scratch: a Llama of {model.num_parameters:,} parameters over a character "
-        "tokenizer, on solutions found by a solver on problems from the Countdown generator"), rows=[
-        ("steps", config.stop_after or config.steps), ("batch size", config.batch_size),
-        ("peak learning rate", config.learning_rate), ("time", f"{seconds:.0f} s")])
+    _write_card(args, f"A Countdown policy trained from scratch: a Llama of {model.num_parameters:,} parameters over "
+                "a character tokenizer, on solutions found by a solver on problems from the Countdown generator",
+                [("steps", config.stop_after or config.steps), ("batch size", config.batch_size),
+                 ("peak learning rate", config.learning_rate), ("time", f"{seconds:.0f} s")],
+                None, (model.settings.head_trained, model.settings.search_defaults))
     print(f"policy: {model.num_parameters:,} parameters, trained in {seconds:.0f} s, saved to {args.out}")
     return 0
 
@@ -175,9 +177,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     summary = finetune_policy(args.base, args.problems, task, config, Path(args.out), args.numbers, args.held_out,
                               dtype)
     (Path(args.out) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    _write_card(args, (False, tuple(summary["search_defaults"].items())), adapter=(Path(args.out) / "adapter_config.json").is_file(),
-                base=summary["base"], what=_finetune_sentence(args, summary, task), rows=_finetune_rows(summary),
-                note=_limits_note(summary))
+    _write_card(args, _finetune_sentence(args, summary, task), _finetune_rows(summary), summary["base"],
+                (False, tuple(summary["search_defaults"].items())), note=_limits_note(summary))
     print(f"policy: {summary['kind']} fine-tune of {args.base}, {summary['steps_done']} steps, "
           f"{summary['tokens_per_s']} tokens/s, held-out loss {summary['held_out_loss']:.4f}, saved to {args.out}")
     return 0
@@ -226,21 +227,24 @@ def _problems_text(problems: str, numbers) -> str:
     return f"`{Path(problems).name}`"
 
 
-def _write_card(args: argparse.Namespace, head: tuple[bool, tuple], adapter: bool, base: str | None, what: str,
-                rows: list, note: str = "") -> None:
-    """Replace the saved folder's plain card with one that says how the model was trained.
-    ``head``: (whether the head is trained, the search defaults the model carries)."""
+def _write_card(args: argparse.Namespace, what: str, rows: list, base: str | None, carried: tuple[bool, tuple],
+                note: str = "") -> None:
+    """Replace the saved folder's plain card with one that says what was trained (``what``, a
+    sentence), with which command, and its summary (``rows``). ``carried``: (whether the head
+    is trained, the search defaults the model carries); ``note``: where those came from."""
     from pathlib import Path
 
     from reflective_search.model.card import (
         Card, head_section, portable_command, search_defaults_section, training_section, usage_section, write_card,
     )
+    from reflective_search.model.checkpoint import ADAPTER_FILE
 
     title = Path(args.out).resolve().name
     command = portable_command(getattr(args, "argv", None) or sys.argv[1:])
     task = args.task or ("countdown" if args.problems == "countdown" or args.problems.isdigit() else "math")
+    adapter = (Path(args.out) / ADAPTER_FILE).is_file()
     tags = (task, *(("lora",) if adapter else ()))
-    trained, defaults = head
+    trained, defaults = carried
     sections = (training_section(command, rows), head_section(trained),
                 search_defaults_section(defaults, note), usage_section(title))
     write_card(args.out, Card(title, what + ".", base, adapter, tags, sections))
@@ -290,7 +294,8 @@ def run_sprm(args: argparse.Namespace) -> int:
     else:
         sample = _on_executor(executor, args) if executor else \
             (sample_with_search if args.sampler == "search" else sample_trajectories)
-        trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task)
+        trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task,
+                              progress=args.progress)
         if args.trajectories:
             save_trajectories(trajectories, args.trajectories)
     sampled = (len(trajectories), sum(t.correct for t in trajectories))  # (count, correct) of its own
@@ -308,11 +313,11 @@ def run_sprm(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
     # the settings first: the head is trained on the steps the saved model will search with
     model = train_head(with_defaults(model, chosen), trajectories, config, task=task,
-                       read_features=_features_on(executor, args) if executor else None)
+                       read_features=_features_on(executor, args) if executor else _features_here(args))
     model.save_pretrained(args.out)
     seconds = time.perf_counter() - start
-    _write_card(args, (True, model.settings.search_defaults), adapter=(Path(args.out) / "adapter_config.json").is_file(),
-                base=model.base_name, what=_head_sentence(args, source, sampled), rows=_head_rows(args, config, sampled, seconds))
+    _write_card(args, _head_sentence(args, source, sampled), _head_rows(args, config, sampled, seconds),
+                model.base_name, (True, model.settings.search_defaults))
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
           f"{seconds:.0f} s, saved to {args.out}")
     return 0
@@ -368,8 +373,8 @@ def _on_executor(executor, args: argparse.Namespace):
     from reflective_search.train.executor_sampling import sample_on_executor
 
     model_ref = resolve_model(args.model)
-    return lambda model, problems, samples, temperature, seed, task: sample_on_executor(
-        executor, model_ref, problems, samples, temperature, seed=seed, task=task)
+    return lambda model, problems, samples, temperature, seed, task, progress: sample_on_executor(
+        executor, model_ref, problems, samples, temperature, seed=seed, task=task, progress=progress)
 
 
 def _features_on(executor, args: argparse.Namespace):
@@ -378,4 +383,12 @@ def _features_on(executor, args: argparse.Namespace):
     from reflective_search.train.executor_sampling import features_on_executor
 
     model_ref = resolve_model(args.model)
-    return lambda model, trajectories: features_on_executor(executor, model_ref, model, trajectories)
+    return lambda model, trajectories: features_on_executor(executor, model_ref, model, trajectories,
+                                                            progress=args.progress)
+
+
+def _features_here(args: argparse.Namespace):
+    """The frozen-feature reader in this process, with or without its progress bar."""
+    from reflective_search.train.step_features import prompt_shared_features
+
+    return lambda model, trajectories: prompt_shared_features(model, trajectories, progress=args.progress)

@@ -95,7 +95,8 @@ def search_defaults_section(defaults: Sequence[tuple[str, object]], note: str = 
 
 
 def usage_section(title: str) -> tuple[str, str]:
-    return ("Use", f"Point `--model` at this folder:\n\n    reflective-search solve \"PROBLEM\" --model path/to/{title}\n\n"
+    return ("Use", f"Point `--model` at this folder:\n\n"
+                   f"    reflective-search solve \"PROBLEM\" --model path/to/{title}\n\n"
                    f"or, in Python:\n\n    from reflective_search import ReflectiveSearch\n\n"
                    f"    print(ReflectiveSearch(\"path/to/{title}\").solve(\"PROBLEM\").answer)")
 

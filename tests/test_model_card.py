@@ -129,3 +129,15 @@ def test_a_trained_head_card_says_on_which_trajectories(file_trained):
 @pytest.mark.parametrize("folder", ["policy", "model"])
 def test_no_file_of_a_trained_model_holds_a_local_path(file_trained, folder, tmp_path_factory):
     assert local_paths_in(file_trained / folder, tmp_path_factory.getbasetemp()) == []
+
+
+def test_no_shipped_model_holds_a_local_path(tmp_path_factory):
+    from reflective_search.model.bases import BASES
+    from reflective_search.shipped import shipped_model_names, shipped_model_path
+
+    for name in shipped_model_names():
+        folder = shipped_model_path(name)
+        assert local_paths_in(folder, tmp_path_factory.getbasetemp()) == [], name
+        adapter = folder / "adapter_config.json"
+        if adapter.is_file():  # its base named as the loader resolves it, not by a folder of the machine that made it
+            assert json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"] in BASES, name

@@ -326,6 +326,9 @@ def test_expert_iteration_trains_the_shipped_adapter_further_on_its_correct_samp
     assert not (out / "model.safetensors").exists()  # an adapter over the named base again, not 538 MB
     config = json.loads((out / "reflective_config.json").read_text())
     assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", False)  # the head must be retrained
+    # Its samples' steps need fewer than Countdown's own limits, which fit every problem size: kept.
+    assert config["search_defaults"] == {"sampling.max_step_tokens": 32, "sampling.max_steps": 6}
+    assert json.loads((out / "train_summary.json").read_text())["step_limits"]["most_steps"] == 3
     before = load_file(str(shipped_model_path("countdown-smol") / "adapter_model.safetensors"))
     after = load_file(str(out / "adapter_model.safetensors"))
     assert before.keys() == after.keys()

@@ -66,6 +66,12 @@ def test_steps_are_cut_as_the_search_cuts_them():
     assert StepLimits(16, 2).search_defaults()[0] == ("sampling.max_step_tokens", 24)  # 24.0: no rounding up past it
 
 
+def test_a_task_with_limits_of_its_own_keeps_them_where_its_solutions_need_less():
+    countdown = {"sampling.max_step_tokens": 32, "sampling.max_steps": 6}
+    assert StepLimits(10, 2).search_defaults(countdown) == (("sampling.max_step_tokens", 32), ("sampling.max_steps", 6))
+    assert StepLimits(30, 5).search_defaults(countdown) == (("sampling.max_step_tokens", 48), ("sampling.max_steps", 7))
+
+
 def test_a_saved_adapter_names_its_base_by_name_and_carries_a_card(tmp_path):
     """peft records the base's local folder and writes an empty card: neither survives a save."""
     from reflective_search.model.tiny import build_tiny_model
@@ -115,7 +121,8 @@ def test_a_trained_policy_card_says_what_on_what_and_how(file_trained):
             "--held-out 1 --out policy\n") in card
     assert "| steps | 1 |\n| batch size | 2 |\n" in card and "| held-out loss (1 solution) |" in card
     assert "| `sampling.max_step_tokens` | 24 |\n| `sampling.max_steps` | 5 |" in card
-    assert "the longest step, 13 tokens, times 1.5 rounded up to a multiple of 8; the most steps, 3, plus 2" in card
+    assert "the longest step, 13 tokens, times 1.5 rounded up to a multiple of 8; the most steps, 3, plus 2; never " \
+           "below the task's own" in card
 
 
 def test_a_trained_head_card_says_on_which_trajectories(file_trained):

@@ -156,7 +156,8 @@ def run_policy(args: argparse.Namespace) -> int:
     _write_card(args, f"A Countdown policy trained from scratch: a Llama of {model.num_parameters:,} parameters over "
                 "a character tokenizer, on solutions found by a solver on problems from the Countdown generator",
                 [("steps", config.stop_after or config.steps), ("batch size", config.batch_size),
-                 ("peak learning rate", config.learning_rate), ("time", f"{seconds:.0f} s")],
+                 ("peak learning rate", config.learning_rate), ("time", f"{seconds:.0f} s")]
+                + ([("time limit", f"{config.max_minutes} min")] if config.max_minutes else []),
                 None, (model.settings.head_trained, model.settings.search_defaults))
     print(f"policy: {model.num_parameters:,} parameters, trained in {seconds:.0f} s, saved to {args.out}")
     return 0
@@ -215,7 +216,7 @@ def _limits_note(summary: dict) -> str:
         return ""
     return (f"the step limits fit the training solutions: the longest step, {limits['longest_step_tokens']} tokens, "
             f"times {HEADROOM} rounded up to a multiple of {ROUND_TO}; the most steps, {limits['most_steps']}, "
-            f"plus {EXTRA_STEPS}")
+            f"plus {EXTRA_STEPS}; never below the task's own")
 
 
 def _problems_text(problems: str, numbers) -> str:

@@ -282,7 +282,7 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
         encode_example(model, probe.text, probe.solution)  # a bad record fails now, not at step 1,000
     limits = None if problems == "countdown" else file_step_limits(model, problems)
     if limits is not None:
-        model = with_defaults(model, limits.search_defaults())
+        model = with_defaults(model, limits.search_defaults(dict(model.settings.search_defaults)))
     # A LoRA run saves an adapter over the named base when it trains one over exactly that base.
     over_base = bool(config.lora_rank) and (base == model.base_name or model.adapter_source is not None)
     if config.lora_rank:
@@ -308,7 +308,7 @@ def file_step_limits(model: ReflectiveModel, problems: str):
     from reflective_search.train.tasks import read_problem_file
 
     limits = step_limits(model, [p.solution for p in read_problem_file(problems, need="solution")])
-    chosen = ", ".join(f"{key}={value}" for key, value in limits.search_defaults())
+    chosen = ", ".join(f"{key}={value}" for key, value in limits.search_defaults(dict(model.settings.search_defaults)))
     print(f"search defaults drawn from the solutions: {chosen} (longest step {limits.longest_step} tokens, "
           f"most steps {limits.most_steps})", file=sys.stderr)
     return limits

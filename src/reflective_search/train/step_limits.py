@@ -7,6 +7,9 @@ in place of the library's (256-token steps, 32 steps):
   up to a multiple of 8 (room for a longer step than any seen, never a cut one);
 * ``sampling.max_steps``: the most steps in one solution, plus 2.
 
+A task with limits of its own (Countdown's fit all its problem sizes) keeps them where the
+file's solutions need less: a file may hold only some of the task's problems.
+
 Steps are cut as the search cuts them (``expand.decoding``), on the tokens training feeds
 (the solution, then end-of-sequence): a step ends at the token that completes a delimiter
 in its decoded text, or at end-of-sequence; a step that states an answer ends the solution.
@@ -30,10 +33,13 @@ class StepLimits:
     longest_step: int  # tokens in the longest step of any solution
     most_steps: int  # steps in the solution with the most
 
-    def search_defaults(self) -> tuple[tuple[str, int], ...]:
-        """The sampling limits these solutions call for, as dotted search settings."""
+    def search_defaults(self, floor: dict | None = None) -> tuple[tuple[str, int], ...]:
+        """The sampling limits these solutions call for, as dotted search settings, never below
+        ``floor``'s (a task's own search defaults)."""
+        floor = floor or {}
         tokens = ROUND_TO * math.ceil(self.longest_step * HEADROOM / ROUND_TO)
-        return (("sampling.max_step_tokens", tokens), ("sampling.max_steps", self.most_steps + EXTRA_STEPS))
+        drawn = {"sampling.max_step_tokens": tokens, "sampling.max_steps": self.most_steps + EXTRA_STEPS}
+        return tuple((key, max(value, floor.get(key, 0))) for key, value in drawn.items())
 
 
 def solution_steps(model: ReflectiveModel, solution: str) -> list[int]:

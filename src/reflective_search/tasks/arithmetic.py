@@ -271,7 +271,6 @@ def split_problems(split: str, count: int, depth: int, digits: int = 2) -> list[
     return out
 
 
-@lru_cache(maxsize=2)
 def split_records(count: int, split: str, depths, digits: int = 2) -> list[dict]:
     """Experiment records: ``count`` problems of each depth from a held-out split, each with
     its ``depth`` and exact ``answer``, ids ``d<depth>-<i>``."""
@@ -279,6 +278,7 @@ def split_records(count: int, split: str, depths, digits: int = 2) -> list[dict]
             for depth in depths for i, p in enumerate(split_problems(split, count, depth, digits))]
 
 
+@lru_cache(maxsize=2)
 def _training_texts(digits: int) -> frozenset[str]:
     return frozenset(p.text for p in problems(_TRAIN_STREAM, range(1, 9), TRAIN_SEED, digits))
 

@@ -105,33 +105,33 @@ class Engine:
 
     # -- the phases ---------------------------------------------------------------------------
 
-    def _sample_rows(self, batch: Batch, plan: ForwardPlan, firsts: list[int], decodes: list[int],
+    def _sample_rows(self, batch: Batch, plan: ForwardPlan, firsts: list[int | None], decodes: list[int],
                      logits: torch.Tensor, features: torch.Tensor | None) -> list[LiveRow]:
         """Every row of the batch with its next token appended: admitted children first (from
-        their path's last logits), then live rows. Mutates the rows (tokens, slots, ends)."""
-        rows, outputs = [], []
-        for admission, output in zip(batch.admitted, firsts):
+        their path's last logits, kept on the request for children admitted later), then live
+        rows. Mutates the rows (tokens, slots, ends) and the requests (charges, ``first``)."""
+        rows: list[LiveRow] = []
+        for admission, output, cost in zip(batch.admitted, firsts, plan.cost):
             pending = admission.pending
+            pending.forwarded += cost
+            if pending.first is None:
+                pending.first = logits[output], (features[output] if features is not None else None)
             made = make_rows([pending.request], [(0, child) for child in admission.children],
                              self.model.max_context, self.model.device)
             start = admission.path[-1].end_position + 1
-            for child, row in zip(admission.children, made):
-                rows.append(LiveRow(pending, child, row, admission.path, start))
-                outputs.append(output)
+            rows += [LiveRow(pending, child, row, admission.path, start) for child, row in zip(admission.children, made)]
         for row, output in zip(batch.decoding, decodes):
             row.slots.append(plan.slot_of(output))
             row.position += 1
             rows.append(row)
-            outputs.append(output)
-        for admission, cost in zip(batch.admitted, plan.cost):
-            admission.pending.forwarded += cost
-        sample_rows(self.model, rows, outputs, logits, features)
+        decoded = logits[torch.tensor(decodes, dtype=torch.long)], features[decodes] if features is not None else None
+        sample_rows(self.model, rows, len(rows) - len(decodes), decoded)
         return rows
 
     def _file_rows(self, rows: list[LiveRow]) -> list[int]:
         """File every row whose step ended; finish requests and calls whose rows all ended.
         Mutates the arena (adopted children), the live set and ``finished``."""
-        live = set(map(id, self.scheduler.live))
+        live = set(map(id, self.scheduler.live))  # rows that were decoding before this forward
         done = []
         for row in rows:
             if row.row.end is None:
@@ -139,8 +139,7 @@ class Engine:
                     self.scheduler.live.append(row)
                 continue
             self.arena.adopt(row.path[-1], tuple(row.row.tokens), row.slots)
-            if id(row) in live:
-                self.scheduler.retire(row)
+            self.scheduler.retire(row)
             pending = row.pending
             pending.rows[row.child] = row.row
             pending.done += 1
@@ -170,26 +169,29 @@ class Engine:
             )
 
 
-def plan_forward(arena: KVArena, batch: Batch) -> tuple[ForwardPlan, list[int], list[int]]:
+def plan_forward(arena: KVArena, batch: Batch) -> tuple[ForwardPlan, list[int | None], list[int]]:
     """The forward for ``batch``: each admitted path's missing tokens (its output: the path's
-    last position), then each live row's last sampled token. Pure: the plan's outputs."""
+    last position, unless an earlier part of its request kept it), then each live row's last
+    sampled token. Pure: returns the plan and its output indices."""
     plan = ForwardPlan(arena.length, len(arena.lane_roots))
-    firsts = [plan.add_path(admission.path) for admission in batch.admitted]
+    firsts = [plan.add_path(a.path, output=a.pending.first is None) for a in batch.admitted]
     decodes = [plan.add_decode(row.lane, row.row.tokens[-1], row.position, row.visible(arena.generation))
                for row in batch.decoding]
     return plan, firsts, decodes
 
 
-def sample_rows(model: ReflectiveModel, rows: list[LiveRow], outputs: list[int], logits: torch.Tensor,
-                features: torch.Tensor | None) -> None:
-    """One token per row from its output's logits [O, V], rows grouped by sampling config
-    (each row draws from its own generator). Mutates the rows: token appended, end decided."""
+def sample_rows(model: ReflectiveModel, rows: list[LiveRow], admitted: int,
+                decoded: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+    """One token per row: the first ``admitted`` rows from their request's path-end outputs,
+    the rest from ``decoded`` (logits [D, V], features [D, H] or None), grouped by sampling
+    config (each row draws from its own generator). Mutates the rows: token appended, end decided."""
+    outputs = [row.pending.first for row in rows[:admitted]]
+    outputs += [(decoded[0][i], decoded[1][i] if decoded[1] is not None else None) for i in range(len(rows) - admitted)]
     groups: dict[SamplingConfig, list[int]] = {}
     for index, row in enumerate(rows):
         groups.setdefault(row.pending.sampling, []).append(index)
     for sampling, members in groups.items():
-        picked = torch.tensor([outputs[i] for i in members])
-        tokens, logps = sample_tokens(logits[picked], [rows[i].row for i in members], sampling)
+        logits = torch.stack([outputs[i][0] for i in members])
+        tokens, logps = sample_tokens(logits, [rows[i].row for i in members], sampling)
         for i, token, logp in zip(members, tokens, logps):
-            feature = features[outputs[i]] if features is not None else None
-            append_token(model, model.eos_token_ids, rows[i].row, token, logp, feature, sampling)
+            append_token(model, model.eos_token_ids, rows[i].row, token, logp, outputs[i][1], sampling)

@@ -21,6 +21,8 @@ def run_forward(arena: KVArena, plan: ForwardPlan, with_features: bool) -> tuple
     Mutates: the arena's cache gains ``plan.width`` slots per lane (``arena.grow``) and the
     prefilled segments their slots (``plan.commit``).
     """
+    if not plan.real_tokens:  # every child joins from outputs its request kept: nothing to run
+        return torch.empty(0, 0), None
     visible = plan.visibility(arena.length)
     if packs_queries(arena.model.backbone):
         logits, features = _packed(arena, plan, visible, with_features)

@@ -35,6 +35,7 @@ class Pending:
     admitted: int = 0  # children admitted so far (they are admitted in child order)
     done: int = 0  # children finished
     forwarded: int = 0  # prefill tokens charged to it
+    first: tuple | None = None  # (logits [V], features [H] or None) at its path's end, once computed
 
 
 @dataclass(slots=True, eq=False)
@@ -90,6 +91,7 @@ class Scheduler:
         self.waiting: deque[Pending] = deque()
         self.live: list[LiveRow] = []
         self.finished_rows = 0  # rows ever retired: room may have freed since a stall
+        self.peak_rows = 0  # most rows any forward has decoded
         self._stalled_at = -1  # finished_rows when the head last failed to fit after eviction
 
     @property
@@ -104,14 +106,17 @@ class Scheduler:
         """The next forward: every live row, plus the children that join now. Mutates: the
         queue (admitted children leave it) and, to make room, the arena."""
         admitted = self._admit()
+        self.peak_rows = max(self.peak_rows, len(self.live) + sum(len(a.children) for a in admitted))
+        assert admitted or self.live or not self.waiting, "an empty engine must admit the head of its queue"
         if admitted:
             paths = [a.path for a in admitted]
             self.arena.make_room(paths, extra=self._reserved(admitted), in_flight=self.live)
         return Batch(admitted, list(self.live))
 
     def retire(self, row: LiveRow) -> None:
-        """A live row's step ended. Mutates the live set."""
-        self.live.remove(row)
+        """A row's step ended (live or just admitted). Mutates the live set."""
+        if row in self.live:
+            self.live.remove(row)
         self.finished_rows += 1
 
     def clear(self) -> None:
@@ -149,7 +154,7 @@ class Scheduler:
         if want == 0 or self.arena.budget is None:
             return want
         fits = self._kv_fitting(pending, path, admitted, want)
-        if fits < want and self._stalled_at != self.finished_rows:
+        if fits < want and (not self.live or self._stalled_at != self.finished_rows):
             extra = self._reserved(admitted) + want * pending.sampling.max_step_tokens
             self.arena.make_room([a.path for a in admitted] + [path], extra, in_flight=self.live)
             fits = self._kv_fitting(pending, path, admitted, want)

@@ -172,14 +172,18 @@ class ForwardPlan:
     def slots_of(self, segment: Segment) -> list[int]:
         return self._planned.get(id(segment), segment.slots)
 
-    def add_path(self, path: list[Segment]) -> int:
-        """Feed what ``path`` lacks (or re-feed its last token); returns its output's index."""
+    def add_path(self, path: list[Segment], output: bool = True) -> int | None:
+        """Feed what ``path`` lacks; with ``output``, make sure its last position is computed
+        (re-feeding its last token if need be) and return that output's index."""
         charged = 0
         for depth, segment in enumerate(path):
             if id(segment) not in self._planned and not segment.complete:
                 charged += self._schedule(segment, path[:depth])
         leaf = path[-1]
         rows = self._rows.get(id(leaf))
+        if not output:
+            self.cost.append(charged)
+            return None
         if rows:
             self.outputs.append((leaf.lane, rows[-1]))
         else:  # nothing new on this path: re-feed its last token to get its logits again

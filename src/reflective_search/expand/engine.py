@@ -95,7 +95,7 @@ class Engine:
             logits, features = run_forward(self.arena, plan, self.score)
             self.forwards += 1
             rows = self._sample_rows(batch, plan, firsts, decodes, logits, features)
-            return self._file_rows(rows)
+            return self._file_rows(plan, rows)
         except BaseException:
             self.arena.reset()
             self.scheduler.clear()
@@ -128,9 +128,10 @@ class Engine:
         sample_rows(self.model, rows, len(rows) - len(decodes), decoded)
         return rows
 
-    def _file_rows(self, rows: list[LiveRow]) -> list[int]:
-        """File every row whose step ended; finish requests and calls whose rows all ended.
-        Mutates the arena (adopted children), the live set and ``finished``."""
+    def _file_rows(self, plan: ForwardPlan, rows: list[LiveRow]) -> list[int]:
+        """File the prefilled segments' slots and every row whose step ended; finish requests
+        and calls whose rows all ended. Mutates the arena's segments, the live set and ``finished``."""
+        plan.commit()
         live = set(map(id, self.scheduler.live))  # rows that were decoding before this forward
         done = []
         for row in rows:

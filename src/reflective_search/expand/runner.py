@@ -12,14 +12,14 @@ from __future__ import annotations
 import torch
 
 from reflective_search.expand.kv_arena import KVArena
-from reflective_search.expand.tree_attention import PAD_TOKEN, ForwardPlan, Packing, packs_queries
+from reflective_search.expand.tree_attention import PAD_TOKEN, RAGGED_BELOW, ForwardPlan, Packing, packs_queries
 
 
 def run_forward(arena: KVArena, plan: ForwardPlan, with_features: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``plan``; logits [O, V] and features [O, H] (None when not asked) of its O outputs.
 
-    Mutates: the arena's cache gains ``plan.width`` slots per lane (``arena.grow``) and the
-    prefilled segments their slots (``plan.commit``).
+    Mutates: the arena's cache gains ``plan.width`` slots per lane (``arena.grow``); the
+    prefilled segments get their slots when the engine files them (``plan.commit``).
     """
     if not plan.real_tokens:  # every child joins from outputs its request kept: nothing to run
         return torch.empty(0, 0), None
@@ -28,7 +28,6 @@ def run_forward(arena: KVArena, plan: ForwardPlan, with_features: bool) -> tuple
         logits, features = _packed(arena, plan, visible, with_features)
     else:
         logits, features = _lane_shaped(arena, plan, visible, with_features)
-    plan.commit()
     arena.grow(plan.width, plan.real_tokens)
     return logits, features
 
@@ -42,7 +41,9 @@ def _packed(arena: KVArena, plan: ForwardPlan, visible: torch.Tensor, with_featu
         positions += lane_plan.positions
         lanes += [lane] * len(lane_plan.ids)
         columns += range(len(lane_plan.ids))
-    packing = Packing(torch.tensor(lanes), torch.tensor(columns), plan.width, len(plan.lanes))
+    spans = tuple((lane, offsets[lane], len(p.ids)) for lane, p in enumerate(plan.lanes) if p.ids)
+    ragged = len(ids) < RAGGED_BELOW * plan.width * len(plan.lanes)
+    packing = Packing(torch.tensor(lanes), torch.tensor(columns), plan.width, len(plan.lanes), spans if ragged else None)
     keep = torch.tensor([offsets[lane] + column for lane, column in plan.outputs], device=arena.model.device)
     logits, features = arena.forward(torch.tensor([ids]), torch.tensor([positions]), visible, with_features,
                                      logits_to_keep=keep, packing=packing)

@@ -44,6 +44,15 @@ class Packing:
     columns: torch.Tensor  # [N] its query column in that lane (its slot is the first new one + column)
     width: int  # query columns per lane (the most tokens any lane has)
     lane_count: int  # lanes in the cache
+    # (lane, first token, tokens) per lane with tokens, when the tokens are packed lane by lane
+    # and few lanes are busy: attention then runs per busy lane over its own queries only
+    spans: tuple[tuple[int, int, int], ...] | None = None
+
+
+# Attention reads every lane's whole K and V (memory-bound on a CPU: about 0.5 ms a lane
+# a layer at 1500 slots), whether or not a lane has queries. When the busy lanes' tokens
+# fill less than this share of the lanes x width layout, one attention per busy lane wins.
+RAGGED_BELOW = 0.75
 
 
 def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
@@ -55,6 +64,8 @@ def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     packing = getattr(_tree_thread, "packing", None)
+    if packing is not None and packing.spans is not None:
+        return _per_lane_sdpa(module, query, key, value, attention_mask, packing.spans, kwargs.get("scaling")), None
     if packing is not None:
         laid = query.new_zeros(packing.lane_count, query.shape[1], packing.width, query.shape[3])
         laid[packing.lanes, :, packing.columns] = query[0].transpose(0, 1)
@@ -65,6 +76,17 @@ def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
             or attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[1] != 1):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return _stacked_sdpa(module, query, key, value, attention_mask, kwargs.get("scaling")), None
+
+
+def _per_lane_sdpa(module, query, key, value, mask, spans, scaling) -> torch.Tensor:
+    """Packed query [1, H, N, D], tokens lane by lane: each busy lane's queries against that
+    lane's key/value [1, Hkv, K, D] and its mask rows -> [1, N, H, D]."""
+    out = query.new_empty(1, query.shape[2], query.shape[1], query.shape[3])
+    for lane, start, count in spans:
+        own = _stacked_sdpa(module, query[:, :, start : start + count], key[lane : lane + 1], value[lane : lane + 1],
+                            mask[lane : lane + 1, :, :count], scaling)
+        out[0, start : start + count] = own[0]
+    return out
 
 
 def _stacked_sdpa(module, query, key, value, mask, scaling) -> torch.Tensor:

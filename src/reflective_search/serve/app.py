@@ -64,7 +64,8 @@ def build_app(model_name: str, engine: SearchEngine, serve: ServeConfig, default
     async def health() -> JSONResponse:
         status = 503 if engine.crashed is not None else 200
         return JSONResponse({"status": "ok" if status == 200 else "engine stopped", "model": model_name,
-                             "requests_in_engine": engine.held, "kv_segments": live_segments(engine.expander)},
+                             "requests_in_engine": engine.held, "cancelled_requests": engine.cancelled,
+                             "kv_segments": live_segments(engine.expander)},
                             status_code=status)
 
     @app.get("/v1/models")

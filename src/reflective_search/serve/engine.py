@@ -81,6 +81,7 @@ class SearchEngine:
         self._tickets: dict[int, Job] = {}  # ticket -> the job whose call it is (engine thread only)
         self._thread = threading.Thread(target=self._loop, name="search-engine", daemon=True)
         self.crashed: BaseException | None = None  # an error of the loop itself (not of a search)
+        self.cancelled = 0  # jobs dropped because their client went away
 
     # -- the handlers' side --------------------------------------------------------------------
 
@@ -148,6 +149,7 @@ class SearchEngine:
                 if job is not None and not job.cancelled:
                     self._start(job)
                 elif job is not None:
+                    self.cancelled += 1
                     job.future.set_exception(Cancelled("cancelled before it started"))
                 job = self._queue.get_nowait()
         except queue.Empty:
@@ -190,6 +192,7 @@ class SearchEngine:
         """Jobs whose client went away leave the batch: call cancelled, tree's KV freed."""
         for ticket, job in list(self._tickets.items()):
             if job.cancelled:
+                self.cancelled += 1
                 self._drop(ticket, job, Cancelled("the client went away"))
 
     def _drop(self, ticket: int, job: Job, error: BaseException) -> None:

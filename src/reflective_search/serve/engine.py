@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from reflective_search.errors import ProblemError
+from reflective_search.errors import ConfigError, ProblemError
 from reflective_search.facade import ReflectiveSearch
 from reflective_search.search.driver import Run
 from reflective_search.solution import Solution
@@ -66,8 +66,6 @@ class SearchEngine:
 
     def __init__(self, model, expander, queue_limit: int) -> None:
         if not hasattr(expander, "submit"):
-            from reflective_search.errors import ConfigError
-
             raise ConfigError("serve needs the shared expander (expander: shared); the reference expander "
                               "cannot batch concurrent searches")
         self.model = model

@@ -337,3 +337,12 @@ def test_effort_table_and_search_section_layer_under_the_request(tmp_path):
         "seed": 3, "method": "mcts", "budget": {"tokens": 64}, "mcts": {"children": 2}}
     assert request_overrides(serve, "low", {}, {}) == {"seed": 3, "method": "best_of_n", "best_of_n": {"n": 2}}
     assert request_overrides(serve, None, {"seed": 9}, {}) == {"seed": 9}
+
+
+def test_the_reference_expander_cannot_serve(tmp_path):
+    from reflective_search.errors import ConfigError
+
+    path = tmp_path / "serve.yaml"
+    path.write_text("search: {expander: reference}\n")
+    with pytest.raises(ConfigError, match="serve needs the shared expander"):
+        make_app(ReflectiveModel.from_pretrained(MODEL), MODEL, path)

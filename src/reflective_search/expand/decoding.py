@@ -1,12 +1,13 @@
-"""The decode loop both expanders share: sample child steps row by row, find where each
-step ends, and score the steps from the hidden states captured on the way.
+"""The sampler both expanders share: sample a child's tokens, find where its step ends,
+and score the steps from the hidden states captured on the way.
 
-Expanders differ only in how they run the model (padded recompute or the shared tree
-cache); they hand this loop a ``forward_rows`` callable. Each child row samples with its
-own generator seeded from (request seed, child index), so a child's tokens do not depend
-on which other requests share the batch. The generator lives on the model's device (a CUDA
-tensor cannot draw from a CPU generator), so a GPU's draws for a seed differ from a CPU's:
-each device is reproducible on its own.
+``sample_tokens``, ``append_token`` and ``finish_steps`` are the sampler phase of the
+shared expander's engine (``engine``); ``decode_children`` is the reference expander's
+whole decode loop over a ``forward_rows`` callable. Each child row samples with its own
+generator seeded from (request seed, child index), so a child's tokens do not depend on
+which other requests share the batch, nor on when it joined it. The generator lives on the
+model's device (a CUDA tensor cannot draw from a CPU generator), so a GPU's draws for a
+seed differ from a CPU's: each device is reproducible on its own.
 """
 
 from __future__ import annotations

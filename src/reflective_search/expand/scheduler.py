@@ -163,11 +163,11 @@ class Scheduler:
         return fits
 
     def _kv_fitting(self, pending: Pending, path: list[Segment], admitted: list[Admission], want: int) -> int:
-        """Children (up to ``want``) whose worst case fits the budget beside everything live."""
+        """Children (up to ``want``) whose worst case fits the budget beside everything live:
+        the path's missing tokens and a re-fed last token once, ``max_step_tokens`` each."""
         planned = {id(s): s for a in admitted for s in a.path}
-        need = sum(len(s.tokens) - len(s.slots) for s in {id(s): s for a in admitted for s in a.path}.values())
-        need += len(admitted) + self._reserved(admitted)
-        first = sum(len(s.tokens) - len(s.slots) for s in path if id(s) not in planned) + 1
+        need = sum(_missing(s) for s in planned.values()) + len(admitted) + self._reserved(admitted)
+        first = sum(_missing(s) for s in path if id(s) not in planned) + 1
         room = self.arena.budget - self.arena.length - need - first
         step = pending.sampling.max_step_tokens
         return 0 if room < step else min(want, room // step)
@@ -176,3 +176,8 @@ class Scheduler:
         """KV slots live rows and admitted children may still add by decoding."""
         live = sum(row.pending.sampling.max_step_tokens - len(row.slots) for row in self.live)
         return live + sum(len(a.children) * a.pending.sampling.max_step_tokens for a in admitted)
+
+
+def _missing(segment: Segment) -> int:
+    """Tokens of ``segment`` without KV."""
+    return len(segment.tokens) - len(segment.slots)

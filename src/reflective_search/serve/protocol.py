@@ -4,6 +4,9 @@ Pure functions over plain dicts (no FastAPI, no torch), so every refusal is test
 Only the fields a search can honour are read; the others OpenAI defines are ignored, as
 vLLM's server ignores what its engine cannot use. ``n`` is refused above 1: a search returns
 one answer (ask for more samples with ``reasoning_effort`` or ``search.best_of_n.n``).
+``max_completion_tokens`` (or ``max_tokens``) becomes ``budget.tokens``, the generated tokens
+a search may spend; MCTS reads it, while Best-of-N, beam, DVTS and REBASE spend what their
+width and ``sampling`` say.
 """
 
 from __future__ import annotations

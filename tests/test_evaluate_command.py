@@ -94,6 +94,15 @@ def test_evaluate_search_runs_beam_dvts_and_rebase_with_their_overrides(tmp_path
     assert set(row["paired"]) == {"beam - dvts", "beam - rebase", "dvts - rebase"}
 
 
+def test_match_tokens_gives_mcts_the_budget_best_of_n_spent(tmp_path):
+    from reflective_search.cli import main
+
+    assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "2", "--methods", "best_of_n", "mcts",
+                 "--samples", "2", "--match-tokens", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
+    assert row["mcts"]["overrides"]["budget.tokens"] == round(row["best_of_2_sprm"]["tokens"])
+
+
 def test_evaluate_search_refuses_a_bad_override_before_loading_a_model(capsys):
     from reflective_search.cli import main
 

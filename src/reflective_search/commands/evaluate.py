@@ -48,6 +48,9 @@ def register(subparsers) -> None:
                             help=f"{method} overrides, e.g. {EXAMPLES[method]}")
     search.add_argument("--methods", nargs="+", choices=SEARCH_METHODS, default=list(SEARCH_METHODS),
                         help="which to run (default: all; best_of_n also gives log-prob and self-consistency)")
+    search.add_argument("--match-tokens", action="store_true",
+                        help="MCTS's budget.tokens = Best-of-N's generated tokens per problem on the same group "
+                             "(an explicit --mcts budget.tokens wins)")
     for sub in (calibrate, heads, search):
         sub.add_argument("--model", action="append", help="saved model directory or shipped name "
                          "(default: the shipped model); heads takes several")
@@ -233,7 +236,7 @@ def _search(args) -> dict:
         if "best_of_n" in args.methods:
             row |= best_of_n_report(model, problems, args.samples, temperature(args, model), task, progress=shown)
         for method, overrides in step_overrides.items():
-            overrides = {"sampling.temperature": temperature(args, model), **overrides}
+            overrides = {"sampling.temperature": temperature(args, model), **_matched(args, row, method), **overrides}
             row[method] = {**step_search_report(model, problems, method, overrides, task, progress=shown),
                            "overrides": overrides}
         row["paired"] = _paired(row)
@@ -249,6 +252,15 @@ def _step_overrides(args) -> dict[str, dict]:
     from reflective_search.experiments.spec import parse_search_settings
 
     return {m: parse_search_settings(getattr(args, m), f"--{m}", EXAMPLES[m]) for m in STEP_METHODS if m in args.methods}
+
+
+def _matched(args, row: dict, method: str) -> dict:
+    """``--match-tokens``: MCTS's token budget set to what Best-of-N generated per problem on
+    the same problems (rounded), so the two compare at equal compute; else nothing."""
+    best = row.get(f"best_of_{args.samples}_sprm")
+    if not args.match_tokens or method != "mcts" or best is None:
+        return {}
+    return {"budget.tokens": max(1, round(best["tokens"]))}
 
 
 def _paired(row: dict) -> dict[str, dict]:

@@ -31,6 +31,6 @@ setup(
         "accelerate==1.15.0",
     ],
     # ray: executor.kind ray and train sprm --executor ray (verified with 2.60.0; imported only then).
-    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"], "ray": ["ray==2.60.0"]},
+    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0", "hypothesis==6.170.29", "pytest-randomly==5.1.0"], "ray": ["ray==2.60.0"]},
     entry_points={"console_scripts": ["reflective-search=reflective_search.cli:main"]},
 )

@@ -73,7 +73,9 @@ class RayModuleRun(pytest.Item):
         if refusal is not None:
             skip_or_fail(f"the Ray tests need a loopback-only network namespace and {refusal}; "
                          "run them as root (see README, Tests)")
-        inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider {self.path}"
+        seed = self.config.getoption("randomly_seed", None)  # the inner run keeps the outer test order's seed
+        order = f" --randomly-seed={seed}" if isinstance(seed, int) else ""
+        inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider{order} {self.path}"
         run = subprocess.run([*unshare_prefix(), "bash", "-c", inner], cwd=self.config.rootpath, capture_output=True,
                              text=True, timeout=MODULE_TIMEOUT_S, env={**os.environ, INSIDE: "1"})
         self.add_report_section("call", "inner pytest", run.stdout[-20000:] + run.stderr[-5000:])

@@ -259,8 +259,11 @@ def set_dotted(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
     for dotted, value in overrides.items():
         node = out
         *parents, leaf = dotted.split(".")
-        for part in parents:
-            node[part] = dict(node.get(part) or {})
+        for depth, part in enumerate(parents):
+            inner = node.get(part)
+            if inner is not None and not isinstance(inner, Mapping):
+                raise ConfigError(f"{dotted}: {'.'.join(parents[:depth + 1])} is a value, not a section of keys")
+            node[part] = dict(inner or {})
             node = node[part]
         node[leaf] = value
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from experiment_helpers import SRC, run_cli, save_model_once, write_yaml
@@ -52,14 +51,14 @@ def test_ray_without_ray_installed_is_one_line_saying_how_to_install(config, tmp
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
-def test_an_unreachable_address_is_one_line_within_seconds(config, tmp_path):
-    pytest.importorskip("ray")
-    start = time.monotonic()
+def test_an_unreachable_address_is_one_line_before_ray_starts(config, tmp_path):
+    """Ray's own connect retries for minutes; the address is probed (CONNECT_TIMEOUT_S) before ray.init."""
+    ray = pytest.importorskip("ray")
     code, _, err = run_cli("run", config, f"output_dir={tmp_path}", "executor.kind=ray",
                            "executor.address=127.0.0.1:1", "--no-progress")  # nothing listens on port 1
-    assert time.monotonic() - start < 10
     assert (code, err) == (2, "error: executor.address 127.0.0.1:1: no Ray cluster answers there (Connection refused): "
                               "start one with `ray start --head` or fix the address\n")
+    assert not ray.is_initialized()
 
 
 def test_a_malformed_address_is_refused():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 RAY_MODULE_PREFIX = "test_ray_"
-MODULE_TIMEOUT_S = 420  # one Ray module, cluster start included
+MODULE_TIMEOUT_S = 1800  # one Ray module, cluster start included: a hang guard (a loaded box is slow)
 INSIDE = "REFLECTIVE_SEARCH_RAY_NAMESPACE"  # set for the inner run: it never wraps itself again
 
 

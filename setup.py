@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="reflective_search",
-    version="0.1.0",
+    version="0.2.0",
     description="Test-time search over a language model's own reasoning steps, "
     "guided by a self-supervised process reward head on the same backbone.",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),

@@ -72,7 +72,7 @@ class RayModuleRun(pytest.Item):
         refusal = namespace_refusal()
         if refusal is not None:
             skip_or_fail(f"the Ray tests need a loopback-only network namespace and {refusal}; "
-                         "run them as root (see README, Tests)")
+                         "run them as root (see docs/getting-started.md, Tests)")
         seed = self.config.getoption("randomly_seed", None)  # the inner run keeps the outer test order's seed
         order = f" --randomly-seed={seed}" if isinstance(seed, int) else ""
         inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider{order} {self.path}"

@@ -1,7 +1,7 @@
 """The shipped countdown-smol (SmolLM2 + a LoRA adapter + a trained head): it fits the package,
 loads by name over the SmolLM2 base, solves through the CLI, carries the settings the search
 configs hold, and without the base package says what to install. CI's smoke test of the real
-path, and of the default model (docs/countdown-smol.md says which of issue 11's targets it misses)."""
+path, and of the default model (docs/results/countdown-smol.md has its measured numbers)."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def test_the_shipped_search_configs_hold_the_settings_the_model_was_evaluated_wi
 def test_the_shipped_head_ranks_correct_solutions_above_faked_ones(smol_cache):
     """CI's smoke check of the head: on generated pairs of a correct and a faked solution to
     validation problems (a true move to a dead end, then an equation that lies to claim the
-    target) it orders most pairs right. (Not every one: it scores the old README example's
-    lie `8*3=24`, `24+7=29` above the true `7*3=21`, `21+8=29`, 0.997 against 0.925.)"""
+    target) it orders most pairs right. (Not every one: it scores the lie `8*3=24`, `24+7=29`
+    for `Numbers: 3 7 8. Target: 29.` above the true `7*3=21`, `21+8=29`, 0.997 against 0.925.)"""
     import math
     import random
 
@@ -100,5 +100,5 @@ def test_the_shipped_head_ranks_correct_solutions_above_faked_ones(smol_cache):
         if lie is not None:
             pairs.append((problem.text, solution_text(problem, solve_random(problem.numbers, problem.target, rng)), lie))
     ordered = sum(score(text, good) > score(text, bad) for text, good, bad in pairs[:20])
-    # measured: 17 of these 20 (81 of 100 such pairs); session 19's head 16 (78), the head before contrast pairs 11 (51)
+    # measured (v0.1.0): 17 of these 20 (81 of 100 such pairs); a head trained without contrast pairs orders 11 (51)
     assert len(pairs) >= 20 and ordered >= 13

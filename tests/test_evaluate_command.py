@@ -58,7 +58,7 @@ def test_evaluate_search_runs_only_the_methods_asked_for(tmp_path, capsys):
     assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "2", "--methods", "greedy", "mcts",
                  "--mcts", "budget.tokens=60", "--out", str(tmp_path)]) == 0
     row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
-    assert set(row) == {"greedy", "mcts"}
+    assert set(row) == {"greedy", "mcts", "paired"}
     assert row["mcts"]["overrides"] == {"sampling.temperature": 0.7, "budget.tokens": 60}
     assert len(row["mcts"]["correct"]) == 2 and row["mcts"]["accuracy"] == sum(row["mcts"]["correct"]) / 2
     assert row["mcts"]["pass@tree"] >= row["mcts"]["accuracy"] and row["mcts"]["finished_paths"] >= 1
@@ -66,18 +66,39 @@ def test_evaluate_search_runs_only_the_methods_asked_for(tmp_path, capsys):
     assert (tmp_path / "search.png").is_file()
 
 
-def test_evaluate_search_pairs_mcts_with_best_of_n_on_the_same_problems(tmp_path, capsys):
+def test_evaluate_search_pairs_every_two_methods_on_the_same_problems(tmp_path, capsys):
     from reflective_search.cli import main
 
     assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "3", "--methods", "best_of_n", "mcts",
                  "--samples", "2", "--mcts", "budget.tokens=60", "--out", str(tmp_path)]) == 0
     row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
-    mcts, best = row["mcts"]["correct"], row["best_of_2_sprm"]["correct"]
-    paired = row["mcts_minus_best_of_2"]
-    assert paired["difference"] == (sum(mcts) - sum(best)) / 3
+    best, mcts = row["best_of_2_sprm"]["correct"], row["mcts"]["correct"]
+    assert list(row["paired"]) == ["best_of_2_sprm - mcts"]  # the log-prob ranking has no engine verdicts
+    paired = row["paired"]["best_of_2_sprm - mcts"]
+    assert paired["difference"] == (sum(best) - sum(mcts)) / 3
     assert paired["ci"][0] <= paired["difference"] <= paired["ci"][1]
     assert "correct" not in row["best_of_2_logprob"]  # another ranking of the same samples: no engine verdicts
-    assert f"  mcts - best_of_2_sprm: {paired['difference']:+.3f} (paired 95% CI" in capsys.readouterr().out
+    assert f"  best_of_2_sprm - mcts: {paired['difference']:+.3f} (paired 95% CI" in capsys.readouterr().out
+
+
+def test_evaluate_search_runs_beam_dvts_and_rebase_with_their_overrides(tmp_path):
+    from reflective_search.cli import main
+
+    assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "2", "--methods", "beam", "dvts",
+                 "rebase", "--beam", "beam.width=2", "beam.expand=2", "--dvts", "dvts.n=4", "dvts.width=2",
+                 "--rebase", "rebase.width=2", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "search.json").read_text())["3 numbers"]
+    assert row["beam"]["overrides"] == {"sampling.temperature": 0.7, "beam.width": 2, "beam.expand": 2}
+    assert row["rebase"]["overrides"] == {"sampling.temperature": 0.7, "rebase.width": 2}
+    assert all(len(row[m]["correct"]) == 2 and row[m]["tokens"] > 0 for m in ("beam", "dvts", "rebase"))
+    assert set(row["paired"]) == {"beam - dvts", "beam - rebase", "dvts - rebase"}
+
+
+def test_evaluate_search_refuses_a_bad_override_before_loading_a_model(capsys):
+    from reflective_search.cli import main
+
+    assert main(["evaluate", "search", "--methods", "beam", "--beam", "beam.widht=2"]) != 0
+    assert "unknown key 'beam.widht' (did you mean 'width'?)" in capsys.readouterr().err
 
 
 def test_a_paired_difference_resamples_problems_for_both_methods():

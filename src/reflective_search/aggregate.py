@@ -6,8 +6,8 @@ before logs so one zero does not erase the rest; a trajectory with no steps scor
 
 ``penultimate`` reads the step before the last: where a finished trajectory's last step
 only restates its answer (Countdown's ``Answer:``), the step that computed it can be the
-better reader. countdown-smol's head is such a case (docs/countdown-smol.md, session 23),
-so that model ranks finished paths with it.
+better reader. countdown-smol's head is such a case (docs/results/countdown-smol.md: chosen on
+the validation split), so that model ranks finished paths with it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Expander benchmark: one tree-search expansion round, three ways, in one process.
 
-Workload (issue 3): a random Llama (hidden 256, 4 layers, 8 heads, 4 KV heads, vocab
+Workload: a random Llama (hidden 256, 4 layers, 8 heads, 4 KV heads, vocab
 4096, fp32); a 1024-token prompt; 4 first steps of 32 tokens, each with 2 second steps
 of 32 tokens (8 leaves, 64 tokens below the prompt); 4 children per leaf; 32 new tokens
 per child, greedy. Strategies: (a) HF ``generate`` once per child from its full text,

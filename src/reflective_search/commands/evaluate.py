@@ -20,7 +20,10 @@ from pathlib import Path
 from reflective_search.commands import add_command
 
 
-SEARCH_METHODS = ("greedy", "best_of_n", "mcts")
+SEARCH_METHODS = ("greedy", "best_of_n", "beam", "dvts", "rebase", "mcts")
+STEP_METHODS = ("beam", "dvts", "rebase", "mcts")  # searches over steps, each with its own --METHOD overrides
+EXAMPLES = {"beam": "beam.width=2 beam.expand=4", "dvts": "dvts.n=8 dvts.width=2", "rebase": "rebase.width=8",
+            "mcts": "budget.tokens=400 mcts.children=2"}
 
 
 def register(subparsers) -> None:
@@ -39,8 +42,9 @@ def register(subparsers) -> None:
     search.add_argument("--temperature", type=float, default=None,
                        help="sampling temperature (default: the model's search default, else the library's 0.7)")
     search.add_argument("--split", choices=["valid", "eval"], default="eval")
-    search.add_argument("--mcts", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="MCTS overrides, e.g. budget.tokens=400 mcts.children=2")
+    for method in STEP_METHODS:
+        search.add_argument(f"--{method}", nargs="*", default=[], metavar="KEY=VALUE",
+                            help=f"{method} overrides, e.g. {EXAMPLES[method]}")
     search.add_argument("--methods", nargs="+", choices=SEARCH_METHODS, default=list(SEARCH_METHODS),
                         help="which to run (default: all; best_of_n also gives log-prob and self-consistency)")
     for sub in (calibrate, heads, search):
@@ -51,7 +55,7 @@ def register(subparsers) -> None:
         sub.add_argument("--problems", type=int, default=None, help="problems per number count (default: all)")
         sub.add_argument("--problems-file", help="a JSONL file of records with 'problem' and 'answer' to evaluate "
                                                  "on instead of the Countdown splits")
-        sub.add_argument("--task", choices=["countdown", "math"],
+        sub.add_argument("--task", choices=["countdown", "math", "arithmetic"],
                          help="how answers are checked (default: countdown, or math for --problems-file)")
         sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
         sub.add_argument("--out", help="directory for the JSON (and PNG) results")
@@ -200,29 +204,42 @@ def _fmt(by_position: dict) -> str:
 
 
 def _search(args) -> dict:
-    from reflective_search.train.evaluate import best_of_n_report, greedy_result, mcts_report
-    from reflective_search.train.metrics import paired_difference
+    from reflective_search.train.evaluate import best_of_n_report, greedy_result, step_search_report
 
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
-    from reflective_search.experiments.spec import parse_search_settings
-
-    mcts = parse_search_settings(args.mcts, "--mcts", "budget.tokens=400")
+    step_overrides = _step_overrides(args)
     model, task, out = _models(args)[0], _task(args), {}
-    overrides = {"sampling.temperature": temperature(args, model), **mcts}
     for label, problems in _groups(args, args.split):
         row = {"greedy": greedy_result(model, problems, task).as_dict()} if "greedy" in args.methods else {}
         if "best_of_n" in args.methods:
-            row |= best_of_n_report(model, problems, args.samples, overrides["sampling.temperature"], task)
-        if "mcts" in args.methods:
-            row["mcts"] = {**mcts_report(model, problems, overrides, task), "overrides": overrides}
-        best = f"best_of_{args.samples}_sprm"
-        if {"mcts", best} <= row.keys():
-            row[f"mcts_minus_best_of_{args.samples}"] = paired_difference(row["mcts"]["correct"], row[best]["correct"])
+            row |= best_of_n_report(model, problems, args.samples, temperature(args, model), task)
+        for method, overrides in step_overrides.items():
+            overrides = {"sampling.temperature": temperature(args, model), **overrides}
+            row[method] = {**step_search_report(model, problems, method, overrides, task), "overrides": overrides}
+        row["paired"] = _paired(row)
         out[label] = row
         _print_search_table(label, row, args.samples)
     if args.out:
         _plot(out, Path(args.out) / "search.png")
     return out
+
+
+def _step_overrides(args) -> dict[str, dict]:
+    """Each asked-for step search's overrides, checked against the config."""
+    from reflective_search.experiments.spec import parse_search_settings
+
+    return {m: parse_search_settings(getattr(args, m), f"--{m}", EXAMPLES[m]) for m in STEP_METHODS if m in args.methods}
+
+
+def _paired(row: dict) -> dict[str, dict]:
+    """Every pair of methods with per-problem verdicts: the accuracy difference with its
+    paired bootstrap interval (both read the same resampled problems)."""
+    from itertools import combinations
+
+    from reflective_search.train.metrics import paired_difference
+
+    judged = [m for m, r in row.items() if isinstance(r, dict) and r.get("correct")]
+    return {f"{a} - {b}": paired_difference(row[a]["correct"], row[b]["correct"]) for a, b in combinations(judged, 2)}
 
 
 def temperature(args, model) -> float:
@@ -239,15 +256,14 @@ def _print_search_table(label: str, row: dict, samples: int) -> None:
     for method, result in row.items():
         if isinstance(result, dict) and "accuracy" in result:
             print(f"  {method:<22} | {result['accuracy']:.3f} | {result['tokens']:.0f} | {result['seconds']:.2f}")
-    if "mcts" in row:
-        tree = row["mcts"]
-        print(f"  mcts trees: pass@tree {tree['pass@tree']:.3f}  distinct finished paths {tree['finished_paths']:.1f}  "
-              f"duplicate tokens {tree['duplicate_tokens']:.0f} / problem")
-    paired = row.get(f"mcts_minus_best_of_{samples}")
-    if paired:
+    for method in STEP_METHODS:
+        if method in row:
+            tree = row[method]
+            print(f"  {method} trees: pass@tree {tree['pass@tree']:.3f}  distinct finished paths "
+                  f"{tree['finished_paths']:.1f}  duplicate tokens {tree['duplicate_tokens']:.0f} / problem")
+    for pair, paired in row.get("paired", {}).items():
         low, high = paired["ci"]
-        print(f"  mcts - best_of_{samples}_sprm: {paired['difference']:+.3f} "
-              f"(paired 95% CI [{low:+.3f}, {high:+.3f}])")
+        print(f"  {pair}: {paired['difference']:+.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])")
     if f"pass@{samples}" not in row:
         return
     print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "

@@ -99,7 +99,7 @@ def _head_line(result: dict) -> str:
 
 
 def _verdict(problem: str, response: str) -> str | None:
-    """Countdown's verdict for a Countdown problem; None for any other (there is no answer to check)."""
-    from reflective_search.tasks.countdown import CountdownProblem, verdict
+    """The built-in task's verdict (Countdown, arithmetic); None for any other problem."""
+    from reflective_search.tasks import verdict
 
-    return verdict(problem, response) if CountdownProblem.parse(problem) is not None else None
+    return verdict(problem, response)

@@ -47,7 +47,7 @@ def _register_policy(parser: argparse.ArgumentParser) -> None:
                         help="countdown (the generator, solutions along random solver paths) or a JSONL file of "
                              "records with 'problem' and 'solution' (or a trajectories file of train sprm, whose "
                              "correct responses become the solutions: expert iteration)")
-    parser.add_argument("--task", choices=["countdown", "math"],
+    parser.add_argument("--task", choices=["countdown", "math", "arithmetic"],
                         help="the task the model is trained for (default: countdown for the generator, math for a file)")
     parser.add_argument("--lora", type=int, default=16, metavar="RANK",
                         help="LoRA rank on every linear map (0: full fine-tuning); with --base only")
@@ -99,10 +99,10 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
                         help="countdown (the generator) or a JSONL file of records with 'problem' and 'answer' "
                              "(a bare number N is short for N countdown problems)")
     parser.add_argument("--count", type=int, default=2000, help="problems to sample on (a file: its first N; 0: all)")
-    parser.add_argument("--task", choices=["countdown", "math"],
+    parser.add_argument("--task", choices=["countdown", "math", "arithmetic"],
                         help="how trajectories are checked (default: countdown for the generator, math for a file)")
     parser.add_argument("--samples", type=int, default=4, help="trajectories sampled per problem")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (see docs/countdown.md)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--numbers", type=int, nargs="+", default=[3, 4], choices=range(2, 6), metavar="N",
                         help="number counts of the problems (2-5)")
     parser.add_argument("--trajectories", help="a JSONL file of trajectories: reused if it exists, else written")

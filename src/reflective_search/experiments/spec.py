@@ -30,10 +30,10 @@ EXECUTOR_KINDS = ("local", "ray")  # experiments/executors.py holds one class pe
 class ProblemsSpec:
     file: str | None = None  # a JSONL of {"problem", "answer"[, "id"]} records (either this or generator)
     generator: str | None = None  # a built-in generator (countdown); neither set: countdown
-    count: int | None = None  # problems the generator makes (None: DEFAULT_COUNT)
+    count: int | None = None  # problems the generator makes (null: DEFAULT_COUNT, 20)
     seed: int = 0  # the generator's seed
-    limit: int | None = None  # keep only the first `limit` problems (None: all)
-    task: str | None = None  # checker deciding `correct`: math | countdown (None: math for a file, else the generator's)
+    limit: int | None = None  # keep only the first `limit` problems (null: all)
+    task: str | None = None  # checker deciding `correct`: math | countdown (null: math for a file, else the generator's)
     options: Any = None  # the generator's options dataclass (problems.options in YAML)
 
     def __post_init__(self) -> None:
@@ -66,12 +66,14 @@ class ExecutorSpec:
 
 @dataclass(frozen=True, slots=True)
 class ExperimentSpec:
-    model: str | None = None  # a model directory (made absolute) or shipped name; None: tiny random fallback
+    model: str | None = None  # a model directory (made absolute) or shipped name; null: the default shipped model
     problems: ProblemsSpec = field(default_factory=ProblemsSpec)  # where problems come from, how they are graded
     search: SearchConfig = field(default_factory=SearchConfig)  # the search, before sweep and seeds apply
-    seeds: tuple[int, ...] = (0,)  # each replaces search.seed; one record per (problem, point, seed)
+    # each replaces search.seed (null: [search.seed]); one record per (problem, point, seed)
+    seeds: tuple[int, ...] = (0,)
     sweep: tuple[SweepGroup, ...] = ()  # config points: the union of each group's product (none: one point)
-    output_dir: str = "runs/experiment"  # the run directory (results.jsonl, config.yaml, ...)
+    # the run directory (results.jsonl, config.yaml, ...); from a YAML file: runs/<its name>
+    output_dir: str = "runs/experiment"
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)  # where the work items run
     batch_size: int = 8  # problems per solve_batch call (they share model calls)
 

@@ -39,7 +39,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from reflective_search.tasks.arithmetic import evaluate
+from reflective_search.tasks.expression import evaluate
 
 OPS = ("+", "-", "*", "/")
 STEP_DELIMITER = ".\n\n"

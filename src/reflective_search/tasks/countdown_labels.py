@@ -17,7 +17,7 @@ _STEP_RE = re.compile(
 )
 
 
-def _split_steps(response_text: str) -> list[str]:
+def split_steps(response_text: str) -> list[str]:
     """Steps of a response: pieces between delimiters, plus a non-empty tail.
 
     A run of adjacent delimiters ends one step, as the model's step boundary counts it, so
@@ -62,7 +62,7 @@ def label_steps(problem: CountdownProblem, response_text: str) -> list[bool]:
     """
     state: Counter | None = Counter(problem.numbers)
     labels = []
-    for step in _split_steps(response_text):
+    for step in split_steps(response_text):
         if state is not None and step.startswith("Answer:"):
             good = check_answer(problem, step)
             state = None  # the answer ends the solution: nothing after it counts

@@ -193,10 +193,11 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem]
     return report
 
 
-def mcts_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
-                task: Task, chunk: int = 16) -> dict[str, Any]:
-    """MCTS's verdicts and cost, and what its trees held (``tree_coverage``)."""
-    solutions = run_search(model, problems, {"method": "mcts", **overrides}, task, chunk)
+def step_search_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], method: str,
+                       overrides: dict[str, Any], task: Task, chunk: int = 16) -> dict[str, Any]:
+    """A step search's (beam, dvts, rebase, mcts) verdicts and cost, and what its trees held
+    (``tree_coverage``)."""
+    solutions = run_search(model, problems, {"method": method, **overrides}, task, chunk)
     return {**method_result(problems, solutions, task).as_dict(), **tree_coverage(problems, solutions, task)}
 
 

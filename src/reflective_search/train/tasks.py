@@ -95,9 +95,25 @@ def _countdown_task() -> Task:
                 _countdown_labels, answer_key, _countdown_contrast)
 
 
+def _arithmetic_task() -> Task:
+    from reflective_search.tasks import arithmetic
+
+    def correct(problem: TrainingProblem, response: str) -> bool:
+        parsed = arithmetic.ArithmeticProblem.parse(problem.text)
+        return parsed is not None and arithmetic.check_answer(parsed, response)
+
+    def labels(problem: TrainingProblem, response: str) -> list[bool]:
+        parsed = arithmetic.ArithmeticProblem.parse(problem.text)
+        return arithmetic.label_steps(parsed, response) if parsed is not None else []
+
+    return Task("arithmetic", arithmetic.PROMPT_TEMPLATE.rstrip("\n"), tuple(arithmetic.SEARCH_LIMITS.items()),
+                correct, labels, arithmetic.answer_key)
+
+
 TASKS: dict[str, Callable[[], Task]] = {
     "countdown": _countdown_task,
     "math": lambda: Task("math", "{problem}", (), _math_correct, None, _math_key),
+    "arithmetic": _arithmetic_task,
 }
 
 

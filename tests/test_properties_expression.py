@@ -2,7 +2,7 @@
 
 The reference evaluator reads the same tokens with Python's own expression grammar
 (``ast``), keeps only binary ``+ - * /`` over integer literals, and computes with
-``fractions.Fraction``: what ``tasks.arithmetic`` documents, written a second way.
+``fractions.Fraction``: what ``tasks.expression`` documents, written a second way.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from fractions import Fraction
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from reflective_search.tasks.arithmetic import evaluate
+from reflective_search.tasks.expression import evaluate
 from reflective_search.tasks.countdown import CountdownProblem, CountdownTask, answer_key, check_answer, verdict
 
 REFERENCE_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-MAX_NESTING = 50  # documented in tasks/arithmetic.py: deeper parentheses are refused
+MAX_NESTING = 50  # documented in tasks/expression.py: deeper parentheses are refused
 GRAMMAR_CHARACTERS = "0123456789+-*/() \t\n"
 
 

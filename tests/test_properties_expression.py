@@ -1,4 +1,4 @@
-"""Properties of the expression evaluator and the Countdown parser on text nobody wrote by hand.
+"""Properties of the expression evaluator and the Countdown and arithmetic parsers on text nobody wrote by hand.
 
 The reference evaluator reads the same tokens with Python's own expression grammar
 (``ast``), keeps only binary ``+ - * /`` over integer literals, and computes with
@@ -13,10 +13,12 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from reflective_search.tasks.expression import evaluate
+from reflective_search.tasks import arithmetic
+from reflective_search.tasks.arithmetic import ArithmeticProblem
 from reflective_search.tasks.countdown import CountdownProblem, CountdownTask, answer_key, check_answer, verdict
 
 REFERENCE_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -149,3 +151,37 @@ def test_the_vote_key_and_the_verdict_never_raise(problem_text, response):
     key = answer_key(response)
     assert key is None or (key and not any(ch.isspace() for ch in key))
     assert verdict(problem_text, response).startswith(("solved", "not solved: "))
+
+
+# -- the arithmetic task ("Evaluate: <expression>") ------------------------------------------------
+
+
+@example("Evaluate: (((4 + 8))) - 7 * 7")
+@example("Evaluate: 99 * 99 * 99 - 1.")
+@example("Evaluate: 7 - -4")  # unary minus: not in the grammar
+@given(st.text(max_size=40) | st.text(alphabet="Evaluate: 0123456789+-*() .", max_size=40))
+def test_arithmetic_problem_text_is_parsed_or_refused_and_a_parsed_one_evaluates_as_the_reference(text):
+    problem = ArithmeticProblem.parse(text)
+    if problem is not None:
+        assert ArithmeticProblem.parse(problem.text) == problem
+        assert reference_evaluate(problem.expression) == (problem.value, [t for t in problem.tokens if isinstance(t, int)])
+
+
+@given(st.integers(1, 8), st.randoms(use_true_random=False))
+def test_a_generated_arithmetic_problem_reads_back_and_its_worked_solution_is_right_at_every_step(depth, rng):
+    problem = arithmetic.generate(rng, depth)
+    assert ArithmeticProblem.parse(problem.text) == problem
+    solution = arithmetic.solution_text(problem)
+    assert arithmetic.check_answer(problem, solution) and arithmetic.verdict(problem.text, solution) == "solved"
+    assert arithmetic.label_steps(problem, solution) == [True] * (depth + 1)  # each operation, then the answer
+
+
+@given(st.integers(1, 4), st.randoms(use_true_random=False), st.text(max_size=60))
+def test_any_arithmetic_response_is_graded_without_raising(depth, rng, response):
+    problem = arithmetic.generate(rng, depth)
+    labels = arithmetic.label_steps(problem, response)
+    assert all(isinstance(label, bool) for label in labels)
+    assert labels == sorted(labels, reverse=True)  # after a bad step, every step is bad
+    assert arithmetic.verdict(problem.text, response).startswith(("solved", "not solved: "))
+    key = arithmetic.answer_key(response)
+    assert key is None or arithmetic.check_answer(problem, response) == (int(key) == problem.value)

@@ -7,6 +7,7 @@ key or file at fault, never another exception.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 import typing
 from pathlib import Path
@@ -156,6 +157,22 @@ def test_a_mistyped_value_is_one_line_naming_its_key(mistyped):
     with pytest.raises(ConfigError) as refused:
         SearchConfig().replace(**{key: value})
     assert_one_line_naming(refused.value, key)
+
+
+FLOAT_KEYS = [key for key, hint in LEAVES if hint is float]
+
+
+@example("sampling.temperature", 10**400)  # past float's range
+@example("mcts.c_puct", float("inf"))
+@given(st.sampled_from(FLOAT_KEYS), st.integers() | st.floats())
+def test_any_number_for_a_number_key_is_taken_exactly_or_refused_in_one_line(key, value):
+    try:
+        config = SearchConfig().replace(**{key: value})
+    except ConfigError as error:
+        assert_one_line_naming(error, key)
+    else:
+        taken = flatten(to_dict(config))[key]
+        assert type(taken) is float and taken == float(value) and math.isfinite(taken)
 
 
 @given(st.sampled_from(["", *SECTION_KEYS]), st.text(min_size=1, max_size=12))

@@ -307,17 +307,15 @@ def test_wheel_zooms_in_around_the_pointer(browser, search_tree, search_page):
 
 
 @pytest.mark.browser
-def test_redrawing_five_thousand_nodes_is_smooth(browser, tmp_path, capsys):
+def test_five_thousand_nodes_redraw_zoomed_in_and_whole(browser, tmp_path):
     page = tmp_path / "big.html"
     synthetic_tree(5000).to_html(str(page))
     browser.open(page.as_uri() + "#node=2500")  # centred on a node, close enough for labels
-    zoomed = sorted(browser.evaluate("treeViewer.timedDraw()") for _ in range(7))[3]
+    assert browser.evaluate("treeViewer.timedDraw()") >= 0  # drawn without an exception (its speed is bench's)
     browser.key("f", 70)  # fit: the whole tree in view
     browser.settle()
-    overview = sorted(browser.evaluate("treeViewer.timedDraw()") for _ in range(7))[3]
-    with capsys.disabled():
-        print(f"\n5,000 nodes: redraw {overview:.1f} ms (whole tree), {zoomed:.1f} ms (zoomed in, with labels)")
-    assert overview < 100 and zoomed < 100  # a frame at 10+ fps even on a busy CPU
+    assert browser.evaluate("treeViewer.timedDraw()") >= 0
+    assert (browser.body("data-rendered-nodes"), browser.body("data-error")) == ("5000", None)
 
 
 # -- model text is text ------------------------------------------------------------------

@@ -45,7 +45,7 @@ def namespace_refusal() -> str | None:
     """Why a loopback-only namespace cannot be made here (None: it can)."""
     try:
         probe = subprocess.run([*unshare_prefix(), "ip", "link", "set", "lo", "up"], capture_output=True, text=True,
-                               timeout=30)
+                               timeout=300)  # a hang guard: a refusal here skips the Ray tests
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{' '.join(unshare_prefix())} cannot run ({exc})"
     if probe.returncode != 0:

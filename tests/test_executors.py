@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from experiment_helpers import SRC, run_cli, save_model_once, write_yaml
+from experiment_helpers import HANG_GUARD_S, SRC, run_cli, save_model_once, write_yaml
 
 from reflective_search.experiments.executors import EXECUTORS, open_executor
 from reflective_search.experiments.spec import ExecutorSpec
@@ -44,7 +44,7 @@ def test_the_registry_names_the_documented_kinds():
 
 def test_ray_without_ray_installed_is_one_line_saying_how_to_install(config, tmp_path):
     run = subprocess.run([sys.executable, "-c", BLOCK_RAY, "run", str(config), f"output_dir={tmp_path / 'run'}",
-                          "executor.kind=ray"], capture_output=True, text=True, timeout=120,
+                          "executor.kind=ray"], capture_output=True, text=True, timeout=HANG_GUARD_S,
                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert (run.returncode, run.stderr) == (2, "error: executor.kind: ray needs Ray, which is not installed: "
                                                "pip install 'reflective_search[ray]' (Ray 2.60.0)\n")

@@ -6,6 +6,7 @@ off loopback.)
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -73,12 +74,13 @@ def test_a_malformed_address_is_refused():
 def test_a_shipped_model_folder_is_rebuilt_file_for_file(tiny_llama, tmp_path_factory, tmp_path):
     from reflective_search.experiments.ray_executor import folder_files, write_folder
 
-    folder = save_model_once(tiny_llama, tmp_path_factory)
-    (folder / "sub").mkdir(exist_ok=True)
+    # A copy: the session's saved model folder is shared by other tests and stays as saved.
+    folder = shutil.copytree(save_model_once(tiny_llama, tmp_path_factory), tmp_path / "shipped")
+    (folder / "sub").mkdir()
     (folder / "sub" / "extra.txt").write_text("nested", encoding="utf-8")
-    write_folder(tmp_path, folder_files(folder))
-    assert folder_files(tmp_path) == folder_files(folder)
-    assert (tmp_path / "sub" / "extra.txt").read_text(encoding="utf-8") == "nested"
+    write_folder(tmp_path / "rebuilt", folder_files(folder))
+    assert folder_files(tmp_path / "rebuilt") == folder_files(folder)
+    assert (tmp_path / "rebuilt" / "sub" / "extra.txt").read_text(encoding="utf-8") == "nested"
 
 
 def test_local_executor_yields_every_item_once_with_its_index(tiny_llama):

@@ -158,3 +158,85 @@ def test_task_record_checks_and_labels_through_the_registry():
     assert task.correct(problem, "Answer: 35.") and not task.correct(problem, "Answer: 36.")
     assert task.step_labels(problem, "4*9=36: 7+36-8.\n\n") == [True]
     assert dict(task.search_defaults)["sampling.max_steps"] >= 9  # depth 8 and its answer step
+
+
+def test_held_out_splits_are_deterministic_and_never_in_the_training_stream():
+    from reflective_search.tasks.arithmetic import TRAIN_SEED, split_problems
+
+    test = split_problems("test", 40, 2)
+    assert [p.text for p in test] == [p.text for p in split_problems("test", 40, 2)]
+    assert len({p.text for p in test}) == 40 and all(p.depth == 2 for p in test)
+    training = {p.text for p in problems(10_000, range(1, 9), TRAIN_SEED)}
+    assert not training & {p.text for p in test + split_problems("valid", 40, 2)}
+    assert not {p.text for p in test} & {p.text for p in split_problems("valid", 40, 2)}
+
+
+def test_an_unknown_split_is_refused_in_one_line():
+    from reflective_search.tasks.arithmetic import split_problems
+
+    with pytest.raises(ProblemError, match="unknown split 'train': use one of valid, test"):
+        split_problems("train", 1, 2)
+
+
+def test_experiment_generator_gives_each_depth_its_count_with_ids_and_answers(tmp_path):
+    from reflective_search.experiments.problems import load_problems
+    from reflective_search.experiments.spec import spec_from_dict
+
+    spec = spec_from_dict({"problems": {"generator": "arithmetic", "count": 3, "options": {"depths": [2, 6]}}})
+    loaded = load_problems(spec.problems)
+    assert [p.problem_id for p in loaded] == ["d2-0", "d2-1", "d2-2", "d6-0", "d6-1", "d6-2"]
+    assert all(str(parse_problem(p.text).value) == p.record["answer"] for p in loaded)
+    assert spec.search.answer_key == "arithmetic"  # votes count stated integers
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"depths": [0, 2]}, "problems.options.depths: (0, 2) is not allowed; expected a list of integers in 1..10"),
+    ({"depths": 4}, "problems.options.depths: 4 has the wrong type; expected a list"),
+    ({"depths": [2, "x"]}, "problems.options.depths[1]: 'x' has the wrong type; expected int"),
+    ({"split": "train"}, "problems.options.split: 'train' is not allowed; expected test | valid"),
+])
+def test_bad_generator_options_are_refused_in_one_line(options, message):
+    from reflective_search.errors import ConfigError
+    from reflective_search.experiments.spec import spec_from_dict
+
+    with pytest.raises(ConfigError) as info:
+        spec_from_dict({"problems": {"generator": "arithmetic", "options": options}})
+    assert str(info.value) == message
+
+
+def test_report_by_depth_gives_a_table_and_a_point_per_depth(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from reflective_search.cli import main
+
+    config = {"model": "countdown-tiny", "problems": {"generator": "arithmetic", "count": 2, "options": {"depths": [1, 3]}},
+              "search": {"method": "greedy", "sampling": {"max_steps": 2, "max_step_tokens": 8}},
+              "output_dir": str(tmp_path / "run")}
+    (tmp_path / "depth.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "depth.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run"), "--by", "depth", "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert list(reports) == ["1", "3"]
+    assert [(row["method"], row["problems"]) for row in reports["3"]["rows"]] == [("greedy", 2)]
+    markdown = (tmp_path / "run" / "report_by_depth.md").read_text()
+    assert markdown.startswith("## depth 1\n") and "\n## depth 3\n" in markdown
+    assert (tmp_path / "run" / "by_depth.png").stat().st_size > 0
+
+
+def test_report_by_a_field_the_problems_lack_is_one_line(tmp_path, capsys):
+    import yaml
+
+    from reflective_search.cli import main
+
+    config = {"model": "countdown-tiny", "problems": {"generator": "arithmetic", "count": 1, "options": {"depths": [1]}},
+              "search": {"method": "greedy", "sampling": {"max_steps": 1, "max_step_tokens": 4}},
+              "output_dir": str(tmp_path / "run")}
+    (tmp_path / "depth.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "depth.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run"), "--by", "width"]) == 2
+    assert capsys.readouterr().err == ("error: --by width: problem 'd1-0' has no 'width' field; "
+                                       "group by a field every problem record has\n")

@@ -191,3 +191,60 @@ def test_tree_coverage_counts_finished_paths_and_any_correct_one():
     problems = [TrainingProblem("Numbers: 3 7 8. Target: 31.")] * 2
     assert tree_coverage(problems, solutions, get_task("countdown")) == {
         "pass@tree": 0.5, "finished_paths": 1.5, "duplicate_tokens": 7.0}
+
+
+def test_evaluate_search_says_which_defaults_it_searches_with(capsys):
+    from reflective_search.cli import main
+
+    assert main(["evaluate", "search", "--model", "countdown-tiny", "--problems", "1", "--methods", "greedy"]) == 0
+    assert ("search defaults: sampling.max_step_tokens=32, sampling.max_steps=6 (the countdown task's): "
+            "the model carries none") in capsys.readouterr().err.splitlines()
+
+
+MATH_PROBLEMS = [{"problem": "Evaluate: 2+2", "answer": "4"}, {"problem": "Evaluate: 3+4*2", "answer": "11"}]
+
+
+def test_calibrate_on_a_task_without_step_labels_prints_no_step_figure(tiny_llama, tmp_path, capsys):
+    import re
+
+    from reflective_search.cli import main
+
+    tiny_llama.save_pretrained(tmp_path / "model")
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps(r) + "\n" for r in MATH_PROBLEMS), encoding="utf-8")
+    assert main(["evaluate", "calibrate", "--model", str(tmp_path / "model"), "--problems-file", str(problems),
+                 "--samples", "2", "--temperatures", "1.0", "--out", str(tmp_path / "out")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("p.jsonl | "))
+    assert re.fullmatch(r"p\.jsonl \| greedy \d\.\d{3} \| T=1\.0: sample \d\.\d{3} pass@2 \d\.\d{3} SC \d\.\d{3}", line)
+    saved = json.loads((tmp_path / "out" / "calibrate.json").read_text())["p.jsonl"]["T=1.0"]
+    assert set(saved) == {"per_sample", "pass@2", "self_consistency"}  # not measured: left out, not 0 or null
+
+
+def test_calibrate_prints_the_good_step_fraction_where_steps_are_labelled():
+    from reflective_search.commands.evaluate import _calibrate_line
+
+    row = {"greedy": 0.5, "T=0.7": {"per_sample": 0.25, "pass@2": 0.5, "self_consistency": 0.5, "positive_steps": 0.75}}
+    assert _calibrate_line("3 numbers", row, 2) == \
+        "3 numbers | greedy 0.500 | T=0.7: sample 0.250 pass@2 0.500 SC 0.500 good steps 0.750"
+
+
+def test_head_figures_without_step_labels_leave_the_step_aucs_out():
+    from reflective_search.commands.evaluate import _heads_line
+    from reflective_search.train.metrics import Scored, head_summary
+
+    records = [Scored(0, (0.9,), (), -1.0, "4", True), Scored(0, (0.2,), (), -2.0, "5", False)]
+    summary = head_summary(records)
+    assert summary == {"trajectory_auc": 1.0, "best_of_n": 1.0}
+    labelled = head_summary([Scored(0, (0.9,), (True,), -1.0, "4", True), Scored(0, (0.2,), (False,), -2.0, "5", False)])
+    assert set(labelled) == {"trajectory_auc", "step_auc_pooled", "step_auc_by_position", "step_auc_min_position",
+                             "best_of_n"}
+    line = _heads_line("p.jsonl | m", {**summary, "trajectory_auc_ci": (0.5, 1.0), "trajectory_auc_logprob": 1.0,
+                                       "best_of_n_logprob": 1.0, "self_consistency": 1.0, "pass_at_n": 1.0}, 2)
+    assert line == ("p.jsonl | m | trajectory AUC 1.000 [0.500, 1.000] (policy log-prob 1.000) | best-of-2 1.000 "
+                    "(log-prob 1.000, self-consistency 1.000, pass@2 1.000)")
+
+
+def test_search_table_leaves_out_step_aucs_it_did_not_measure(capsys):
+    row = {"pass@4": 0.5, "trajectory_auc_sprm": 0.6, "trajectory_auc_logprob": 0.7}
+    _print_search_table("p.jsonl", row, samples=4)
+    assert capsys.readouterr().out.splitlines()[-1] == "  pass@4 0.500  trajectory AUC sprm 0.600 logprob 0.700"

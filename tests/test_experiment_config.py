@@ -136,7 +136,7 @@ REFUSED = {
     "seed not an integer": ({"seeds": [1, "x"]}, "seeds: 'x' is not allowed; expected integers"),
     "repeated seed": ({"seeds": [1, 1]}, "seeds: [1, 1] repeats a seed; list each once"),
     "zero count": ({"problems": {"count": 0}}, "problems.count: 0 is not allowed; expected an integer >= 1"),
-    "unknown task": ({"problems": {"task": "chess"}}, "problems.task: 'chess' is not allowed; expected countdown | math"),
+    "unknown task": ({"problems": {"task": "chess"}}, "problems.task: 'chess' is not allowed; expected countdown | arithmetic | math"),
     "generator option out of range": (
         {"problems": {"options": {"num_numbers": 7}}},
         "problems.options.num_numbers: 7 is not allowed; expected an integer in 2..5"),

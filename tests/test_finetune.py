@@ -10,6 +10,7 @@ import torch
 
 from conftest import require_smol
 from model_hooks import force_sequence
+from saved_files import card_of, local_paths_in
 from reflective_search.cli import main
 from reflective_search.errors import ProblemError
 from reflective_search.model import ReflectiveModel
@@ -217,6 +218,8 @@ def test_smollm2_smoke_fine_tune_saves_a_model_that_solves(smol_cache, tmp_path,
     config = json.loads((out / "reflective_config.json").read_text())
     assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", False)
     assert config["search_defaults"] == {"sampling.max_step_tokens": 32, "sampling.max_steps": 6}
+    assert local_paths_in(out, smol_cache.parent) == []  # the base is named, not found in the cache
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card_of(out)
     if lora != "0":
         assert (out / "adapter_model.safetensors").stat().st_size < 11_000_000  # r=8 in fp32: ~10 MB, not 538
         assert not (out / "model.safetensors").exists()
@@ -323,6 +326,9 @@ def test_expert_iteration_trains_the_shipped_adapter_further_on_its_correct_samp
     assert not (out / "model.safetensors").exists()  # an adapter over the named base again, not 538 MB
     config = json.loads((out / "reflective_config.json").read_text())
     assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", False)  # the head must be retrained
+    # Its samples' steps need fewer than Countdown's own limits, which fit every problem size: kept.
+    assert config["search_defaults"] == {"sampling.max_step_tokens": 32, "sampling.max_steps": 6}
+    assert json.loads((out / "train_summary.json").read_text())["step_limits"]["most_steps"] == 3
     before = load_file(str(shipped_model_path("countdown-smol") / "adapter_model.safetensors"))
     after = load_file(str(out / "adapter_model.safetensors"))
     assert before.keys() == after.keys()
@@ -350,6 +356,7 @@ def test_joint_head_training_on_a_lora_policy_trains_its_adapter_and_saves_an_ad
     assert not (out / "model.safetensors").exists()  # the adapter trained, not 538 MB of merged weights
     config = json.loads((out / "reflective_config.json").read_text())
     assert (config["base"], config["head_trained"]) == ("smollm2-135m-instruct", True)
+    assert local_paths_in(out, smol_cache.parent) == [] and "library_name: peft\n" in card_of(out)
     before = load_file(str(shipped_model_path("countdown-smol") / "adapter_model.safetensors"))
     after = load_file(str(out / "adapter_model.safetensors"))
     assert before.keys() == after.keys() and any(not torch.equal(before[k].float(), after[k]) for k in before)

@@ -49,6 +49,17 @@ def test_trained_model_loads_and_solves(trained):
     assert len(solution.tree.leaves()) == 2
 
 
+def test_trained_folders_carry_a_card_and_no_local_path(trained, tmp_path_factory):
+    from saved_files import card_of, local_paths_in
+
+    policy, model = trained
+    assert local_paths_in(policy, tmp_path_factory.getbasetemp()) == []
+    assert local_paths_in(model, tmp_path_factory.getbasetemp()) == []
+    assert "A Countdown policy trained from scratch: a Llama of " in card_of(policy)
+    assert f"    reflective-search train sprm --model policy --out model --epochs 1 --trajectories hand.jsonl\n" \
+        in card_of(model)
+
+
 def test_sprm_training_changes_only_the_head_when_frozen(trained):
     policy = ReflectiveModel.from_pretrained(trained[0])
     model = ReflectiveModel.from_pretrained(trained[1])

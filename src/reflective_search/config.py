@@ -24,7 +24,7 @@ EXPANDERS = ("reference", "shared")
 AGGREGATES = tuple(_AGGREGATE_FUNCTIONS)  # every path-scoring rule that exists (aggregate.py)
 BACKUPS = ("mean", "max")
 SELECTIONS = ("best", "vote", "weighted_vote")
-ANSWER_KEYS = ("math", "countdown")  # the tasks that say when two answers are one vote
+ANSWER_KEYS = ("math", "countdown", "arithmetic")  # the tasks that say when two answers are one vote
 ROOT_RULES = ("puct", "gumbel")
 EFFORT_N = {"low": 2, "medium": 8, "high": 32}  # MetaStone-S1 reasoning-effort modes
 
@@ -226,7 +226,7 @@ class SearchConfig:
     # rebase, mcts): the best aggregated score, the most frequent answer, or the answer with the
     # most aggregated score summed over its paths
     select: str = "best"
-    answer_key: str = "math"  # math | countdown: the task whose rule makes two answers one vote
+    answer_key: str = "math"  # math | countdown | arithmetic: the task whose rule makes two answers one vote
     expander_options: ExpanderConfig = field(default_factory=ExpanderConfig)
     record_history: bool = False  # snapshot the tree after every round (to replay its growth)
 
@@ -344,6 +344,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check one value against its annotation; nested dataclasses recurse."""
     if dataclasses.is_dataclass(hint):
         return config_from_dict({} if value is None else value, hint, prefix=f"{where}.")
+    if typing.get_origin(hint) is tuple:  # tuple[X, ...]: a YAML list of X
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {value!r} has the wrong type; expected a list")
+        return tuple(_coerce(item, typing.get_args(hint)[0], f"{where}[{i}]") for i, item in enumerate(value))
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in allowed:

@@ -25,9 +25,15 @@ def run_agreement_bench(device: str = "cpu", model_name: str = "countdown-tiny",
 
     texts = [p.text for p in eval_problems(3)[:problems]]
     result = {"device": device if device == "cpu" else torch.cuda.get_device_name(), "problems": len(texts)}
-    for dtype in (torch.float32, torch.bfloat16):
-        model = ReflectiveModel.from_pretrained(model_name, device=device, dtype=dtype)
-        result[str(dtype).removeprefix("torch.")] = {method: compare(model, texts, method) for method in METHODS}
+    from reflective_search.experiments.progress import progress_bar
+
+    with progress_bar(2 * len(METHODS), "dtype x method", "pair") as bar:
+        for dtype in (torch.float32, torch.bfloat16):
+            model = ReflectiveModel.from_pretrained(model_name, device=device, dtype=dtype)
+            result[str(dtype).removeprefix("torch.")] = rows = {}
+            for method in METHODS:
+                rows[method] = compare(model, texts, method)
+                bar.update()
     return result
 
 

@@ -23,8 +23,13 @@ def run_finetune_bench(base: str = "smollm2-135m-instruct", steps: int = 3, batc
     torch.set_num_threads(1)
     example, _ = example_stream("countdown", [3], seed=0, held_out=0)
     batches = [[example(step * batch_size + i) for i in range(batch_size)] for step in range(steps + 1)]
-    rates = {name: _variant_rate(base, batches, FinetuneConfig(lora_rank=rank, bf16=bf16, learning_rate=1e-4))
-             for name, (rank, bf16) in VARIANTS.items()}
+    from reflective_search.experiments.progress import progress_bar
+
+    rates = {}
+    with progress_bar(len(VARIANTS), "fine-tuning variants", "variant") as bar:
+        for name, (rank, bf16) in VARIANTS.items():
+            rates[name] = _variant_rate(base, batches, FinetuneConfig(lora_rank=rank, bf16=bf16, learning_rate=1e-4))
+            bar.update()
     return {"tokens_per_s": rates, "ratio_to_lora_fp32": {k: round(v / rates["lora_fp32"], 2) for k, v in rates.items()},
             "steps": steps, "batch_size": batch_size}
 

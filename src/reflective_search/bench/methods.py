@@ -29,19 +29,28 @@ def run_methods_bench(model_name: str | None = None) -> dict:
     from reflective_search.default_model import load_default_model
 
     torch.set_num_threads(1)
+    from reflective_search.experiments.progress import progress_bar
+
     model = load_default_model(model_name)
     rows = {}
-    for name, case in CASES.items():
-        for expander in ("shared", "reference"):
-            search = ReflectiveSearch(model, {**OVERRIDES, **case, "expander": expander})
-            search.solve(PROBLEMS[0])  # warm-up: compiles the tree kernels, fills allocator caches
-            start = time.process_time()
-            solutions = search.solve_batch(list(PROBLEMS))
-            seconds = time.process_time() - start
-            rows[f"{name}/{expander}"] = {
-                "generated_tokens": sum(s.stats.generated_tokens for s in solutions) / len(PROBLEMS),
-                "forwarded_tokens": sum(s.stats.forwarded_tokens for s in solutions) / len(PROBLEMS),
-                "expansions": sum(s.stats.expansions for s in solutions) / len(PROBLEMS),
-                "cpu_seconds_per_problem": round(seconds / len(PROBLEMS), 3),
-            }
+    with progress_bar(2 * len(CASES), "methods", "case") as bar:
+        for name, case in CASES.items():
+            for expander in ("shared", "reference"):
+                rows[f"{name}/{expander}"] = _case_row(model, {**OVERRIDES, **case, "expander": expander})
+                bar.update()
     return {"model_parameters": model.num_parameters, "problems": len(PROBLEMS), "methods": rows}
+
+
+def _case_row(model, config: dict) -> dict:
+    """One method and expander on PROBLEMS: mean tokens and expansions, CPU seconds per problem."""
+    search = ReflectiveSearch(model, config)
+    search.solve(PROBLEMS[0])  # warm-up: compiles the tree kernels, fills allocator caches
+    start = time.process_time()
+    solutions = search.solve_batch(list(PROBLEMS))
+    seconds = time.process_time() - start
+    return {
+        "generated_tokens": sum(s.stats.generated_tokens for s in solutions) / len(PROBLEMS),
+        "forwarded_tokens": sum(s.stats.forwarded_tokens for s in solutions) / len(PROBLEMS),
+        "expansions": sum(s.stats.expansions for s in solutions) / len(PROBLEMS),
+        "cpu_seconds_per_problem": round(seconds / len(PROBLEMS), 3),
+    }

@@ -47,13 +47,18 @@ def _search(model, method: str, expander: str):
 
 
 def paired_cpu_seconds(runs: dict, repeats: int) -> dict[str, list[float]]:
-    """CPU seconds of each named run, alternated ``repeats`` times (warm up before)."""
+    """CPU seconds of each named run, alternated ``repeats`` times (warm up before); a bar of
+    runs done on standard error (a terminal only; its updates fall outside the timed calls)."""
+    from reflective_search.experiments.progress import progress_bar
+
     times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.process_time()
-            run()
-            times[name].append(time.process_time() - start)
+    with progress_bar(repeats * len(runs), " vs ".join(runs), "run") as bar:
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.process_time()
+                run()
+                times[name].append(time.process_time() - start)
+                bar.update()
     return times
 
 

@@ -37,3 +37,24 @@ def prepare_output_dir(path: str | Path, option: str) -> Path:
     except OSError as error:
         raise ConfigError(f"{option} {path}: cannot create the folder ({error.strerror}); pick another path") from None
     return check_writable(path / "probe", option).parent
+
+
+def search_defaults_line(model, task=None) -> str:
+    """One line saying which search defaults a command searches with and where they come from:
+    those saved with the model, then (an evaluation's) those of the task for keys the model
+    leaves unset, else the library's."""
+    from reflective_search.config import SearchConfig
+
+    carried = dict(model.settings.search_defaults)
+    from_task = {k: v for k, v in (task.search_defaults if task is not None else ()) if k not in carried}
+    parts = [f"{_settings_text(carried)} (saved with {Path(model.source).name})"] if carried else []
+    parts += [f"{_settings_text(from_task)} (the {task.name} task's)"] if from_task else []
+    if not parts:
+        sampling = SearchConfig().sampling
+        return (f"search defaults: the library's, sampling.max_step_tokens={sampling.max_step_tokens}, "
+                f"sampling.max_steps={sampling.max_steps} (the model carries none)")
+    return "search defaults: " + "; ".join(parts) + ("" if carried else ": the model carries none")
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in settings.items())

@@ -15,9 +15,10 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
-from reflective_search.commands import add_command
+from reflective_search.commands import add_command, search_defaults_line
 
 
 SEARCH_METHODS = ("greedy", "best_of_n", "beam", "dvts", "rebase", "mcts")
@@ -59,6 +60,8 @@ def register(subparsers) -> None:
                          help="how answers are checked (default: countdown, or math for --problems-file)")
         sub.add_argument("--samples", type=int, default=8, help="samples per problem (N of Best-of-N)")
         sub.add_argument("--out", help="directory for the JSON (and PNG) results")
+        sub.add_argument("--no-progress", dest="progress", action="store_false",
+                         help="no progress bars (they are shown only on a terminal, on stderr)")
         sub.set_defaults(func=run)
 
 
@@ -133,14 +136,19 @@ def _calibrate(args) -> dict:
 
     model, task, out = _models(args)[0], _task(args), {}
     for label, problems in _groups(args, "valid"):
-        row = calibrate(model, problems, args.temperatures, args.samples, task=task)
+        row = calibrate(model, problems, args.temperatures, args.samples, task=task, progress=args.progress)
         out[label] = row
-        cells = [f"greedy {row['greedy']:.3f}"] + [
-            f"{key}: sample {v['per_sample']:.3f} pass@{args.samples} {v[f'pass@{args.samples}']:.3f} "
-            f"SC {v['self_consistency']:.3f} good steps {v['positive_steps']:.3f}"
-            for key, v in row.items() if key.startswith("T=")]
-        print(f"{label} | " + " | ".join(cells))
+        print(_calibrate_line(label, row, args.samples))
     return out
+
+
+def _calibrate_line(label: str, row: dict, samples: int) -> str:
+    """One problem group's calibration; the good-step fraction only where it was measured."""
+    cells = [f"greedy {row['greedy']:.3f}"] + [
+        f"{key}: sample {v['per_sample']:.3f} pass@{samples} {v[f'pass@{samples}']:.3f} SC {v['self_consistency']:.3f}"
+        + (f" good steps {v['positive_steps']:.3f}" if "positive_steps" in v else "")
+        for key, v in row.items() if key.startswith("T=")]
+    return f"{label} | " + " | ".join(cells)
 
 
 def _heads(args) -> dict:
@@ -154,25 +162,32 @@ def _heads(args) -> dict:
     for position, (label, problems) in enumerate(_groups(args, args.split)):
         index = {p: i for i, p in enumerate(problems)}
         trajectories = _head_samples(models[0], problems, args, position, task)
-        features, logprobs = features_and_logprobs(models[0], trajectories)
+        features, logprobs = features_and_logprobs(models[0], trajectories, progress=args.progress)
         passes = [(models[0], features)]
         for name, model in zip(args.model or ["shipped"], models):
-            scored = score_trajectories(model, trajectories, index, task, _features(model, trajectories, passes))
+            scored = score_trajectories(model, trajectories, index, task,
+                                        _features(model, trajectories, passes, args.progress))
             records = with_logprobs(scored, logprobs)
             summary = {**head_summary(records), "trajectory_auc_logprob": trajectory_auc(records, logprob_score),
                        "best_of_n_logprob": best_of_n_accuracy(records, logprob_score), **auc_intervals(records),
                        **sample_summary(records)}
             out[f"{label} | {name}"] = summary
-            low, high = summary["trajectory_auc_ci"]
-            print(f"{label} | {name} | trajectory AUC {summary['trajectory_auc']:.3f} [{low:.3f}, {high:.3f}] (policy log-prob "
-                  f"{summary['trajectory_auc_logprob']:.3f}) | step AUC min over positions "
-                  f"{summary['step_auc_min_position']:.3f} | by position {_fmt(summary['step_auc_by_position'])} | "
-                  f"best-of-{args.samples} {summary['best_of_n']:.3f} (log-prob {summary['best_of_n_logprob']:.3f}, "
-                  f"self-consistency {summary['self_consistency']:.3f}, pass@{args.samples} {summary['pass_at_n']:.3f})")
+            print(_heads_line(f"{label} | {name}", summary, args.samples))
     return out
 
 
-def _features(model, trajectories, passes: list) -> tuple:
+def _heads_line(label: str, summary: dict, samples: int) -> str:
+    """One model's head quality; the step AUCs only where step labels measured them."""
+    low, high = summary["trajectory_auc_ci"]
+    steps = (f" | step AUC min over positions {summary['step_auc_min_position']:.3f} | by position "
+             f"{_fmt(summary['step_auc_by_position'])}" if "step_auc_by_position" in summary else "")
+    return (f"{label} | trajectory AUC {summary['trajectory_auc']:.3f} [{low:.3f}, {high:.3f}] (policy log-prob "
+            f"{summary['trajectory_auc_logprob']:.3f}){steps} | best-of-{samples} {summary['best_of_n']:.3f} "
+            f"(log-prob {summary['best_of_n_logprob']:.3f}, self-consistency {summary['self_consistency']:.3f}, "
+            f"pass@{samples} {summary['pass_at_n']:.3f})")
+
+
+def _features(model, trajectories, passes: list, progress: bool) -> tuple:
     """The step features of ``trajectories`` under ``model``, reusing an earlier model's
     pass when both read the same features (one pass per distinct backbone)."""
     from reflective_search.train.evaluate import reads_same_features
@@ -181,7 +196,7 @@ def _features(model, trajectories, passes: list) -> tuple:
     for other, features in passes:
         if reads_same_features(model, other):
             return features
-    passes.append((model, frozen_features(model, trajectories)))
+    passes.append((model, frozen_features(model, trajectories, progress=progress)))
     return passes[-1][1]
 
 
@@ -193,7 +208,8 @@ def _head_samples(model, problems, args, position: int, task):
         (Path(args.trajectories) if args.trajectories else None)
     if path is not None and path.is_file():
         return load_trajectories(model, path)
-    trajectories = sample_trajectories(model, problems, args.samples, temperature(args, model), seed=1, task=task)
+    trajectories = sample_trajectories(model, problems, args.samples, temperature(args, model), seed=1, task=task,
+                                       progress=args.progress)
     if path is not None:
         save_trajectories(trajectories, path)
     return trajectories
@@ -209,13 +225,17 @@ def _search(args) -> dict:
     # Refuse bad overrides before any model work (a typo must not cost a whole run).
     step_overrides = _step_overrides(args)
     model, task, out = _models(args)[0], _task(args), {}
+    print(search_defaults_line(model, task), file=sys.stderr)
     for label, problems in _groups(args, args.split):
-        row = {"greedy": greedy_result(model, problems, task).as_dict()} if "greedy" in args.methods else {}
+        shown = args.progress
+        row = {"greedy": greedy_result(model, problems, task, progress=shown).as_dict()} if "greedy" in args.methods \
+            else {}
         if "best_of_n" in args.methods:
-            row |= best_of_n_report(model, problems, args.samples, temperature(args, model), task)
+            row |= best_of_n_report(model, problems, args.samples, temperature(args, model), task, progress=shown)
         for method, overrides in step_overrides.items():
             overrides = {"sampling.temperature": temperature(args, model), **overrides}
-            row[method] = {**step_search_report(model, problems, method, overrides, task), "overrides": overrides}
+            row[method] = {**step_search_report(model, problems, method, overrides, task, progress=shown),
+                           "overrides": overrides}
         row["paired"] = _paired(row)
         out[label] = row
         _print_search_table(label, row, args.samples)
@@ -266,8 +286,9 @@ def _print_search_table(label: str, row: dict, samples: int) -> None:
         print(f"  {pair}: {paired['difference']:+.3f} (paired 95% CI [{low:+.3f}, {high:+.3f}])")
     if f"pass@{samples}" not in row:
         return
+    steps = f"  step AUC by position {_fmt(row['step_auc_by_position'])}" if "step_auc_by_position" in row else ""
     print(f"  pass@{samples} {row[f'pass@{samples}']:.3f}  trajectory AUC sprm {row['trajectory_auc_sprm']:.3f} "
-          f"logprob {row['trajectory_auc_logprob']:.3f}  step AUC by position {_fmt(row['step_auc_by_position'])}")
+          f"logprob {row['trajectory_auc_logprob']:.3f}{steps}")
 
 
 def _plot(out: dict, path: Path) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from reflective_search.config import METHODS
-from reflective_search.commands import add_command
+from reflective_search.commands import add_command, search_defaults_line
 
 
 def register(subparsers) -> None:
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method:
         config = config.replace(method=args.method)
     model = load_default_model(args.model)
+    print(search_defaults_line(model), file=sys.stderr)
     search = ReflectiveSearch(model, config)
     config = search.config  # with the model's own search defaults layered in
     solution = search.solve(args.problem)

@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from reflective_search.commands import add_command, check_writable, prepare_output_dir
+from reflective_search.commands import add_command, check_writable, prepare_output_dir, train_card
 
 
 def register(subparsers) -> None:
@@ -128,6 +128,8 @@ def _register_sprm(parser: argparse.ArgumentParser) -> None:
                         help="search settings the saved model carries (its search defaults, used by solve, run and "
                              "evaluate unless a config overrides them), e.g. mcts.c_puct=1.0 budget.tokens=300")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars for sampling and the feature pass (shown only on a terminal, on stderr)")
     parser.set_defaults(func=run_sprm)
 
 
@@ -150,8 +152,11 @@ def run_policy(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = train_policy(config, checkpoint=lambda m, step: m.save_pretrained(args.out))
     model.save_pretrained(args.out)
-    print(f"policy: {model.num_parameters:,} parameters, trained in {time.perf_counter() - start:.0f} s, "
-          f"saved to {args.out}")
+    seconds = time.perf_counter() - start
+    train_card.save_card(args, train_card.scratch_sentence(model.num_parameters),
+                         train_card.scratch_rows(config, seconds), None,
+                         (model.settings.head_trained, model.settings.search_defaults))
+    print(f"policy: {model.num_parameters:,} parameters, trained in {seconds:.0f} s, saved to {args.out}")
     return 0
 
 
@@ -170,9 +175,22 @@ def run_finetune(args: argparse.Namespace) -> int:
     summary = finetune_policy(args.base, args.problems, task, config, Path(args.out), args.numbers, args.held_out,
                               dtype)
     (Path(args.out) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    train_card.save_card(args, train_card.finetune_sentence(args, summary, task), train_card.finetune_rows(summary),
+                         summary["base"], (False, tuple(summary["search_defaults"].items())),
+                         note=train_card.limits_note(summary))
     print(f"policy: {summary['kind']} fine-tune of {args.base}, {summary['steps_done']} steps, "
           f"{summary['tokens_per_s']} tokens/s, held-out loss {summary['held_out_loss']:.4f}, saved to {args.out}")
     return 0
+
+
+
+
+
+
+
+
+
+
 
 
 def finetune_config(args: argparse.Namespace):
@@ -197,6 +215,7 @@ def run_sprm(args: argparse.Namespace) -> int:
         HeadConfig, check_both_classes, contrast_trajectories, load_trajectories, require_contrast,
         sample_trajectories, sample_with_search, save_trajectories, train_head,
     )
+    from reflective_search.train.finetune import with_defaults
     from reflective_search.train.tasks import get_task, load_problems
 
     torch.set_num_threads(1)
@@ -218,11 +237,12 @@ def run_sprm(args: argparse.Namespace) -> int:
     else:
         sample = _on_executor(executor, args) if executor else \
             (sample_with_search if args.sampler == "search" else sample_trajectories)
-        trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task)
+        trajectories = sample(model, problems, args.samples, args.temperature, seed=args.seed, task=task,
+                              progress=args.progress)
         if args.trajectories:
             save_trajectories(trajectories, args.trajectories)
-    correct = sum(t.correct for t in trajectories)
-    print(f"trajectories: {len(trajectories)} ({correct} correct) in {time.perf_counter() - start:.0f} s",
+    sampled = (len(trajectories), sum(t.correct for t in trajectories))  # (count, correct) of its own
+    print(f"trajectories: {sampled[0]} ({sampled[1]} correct) in {time.perf_counter() - start:.0f} s",
           file=sys.stderr)
     if args.contrast:
         pairs = contrast_trajectories(model, task, args.contrast, args.numbers, args.seed)
@@ -235,12 +255,20 @@ def run_sprm(args: argparse.Namespace) -> int:
                         policy_weight=args.policy_weight, backbone_learning_rate=args.backbone_learning_rate,
                         batch_size=args.batch_size, labels=args.labels, seed=args.seed, standardise=args.standardise)
     # the settings first: the head is trained on the steps the saved model will search with
-    model = train_head(with_search_defaults(model, chosen), trajectories, config, task=task,
-                       read_features=_features_on(executor, args) if executor else None)
+    model = train_head(with_defaults(model, chosen), trajectories, config, task=task,
+                       read_features=_features_on(executor, args) if executor else _features_here(args))
     model.save_pretrained(args.out)
+    seconds = time.perf_counter() - start
+    train_card.save_card(args, train_card.head_sentence(args, source, sampled),
+                         train_card.head_rows(args, config, sampled, seconds), model.base_name,
+                         (True, model.settings.search_defaults))
     print(f"head trained ({args.loss} on {args.labels} labels, backbone scale {args.backbone_scale}) in "
-          f"{time.perf_counter() - start:.0f} s, saved to {args.out}")
+          f"{seconds:.0f} s, saved to {args.out}")
     return 0
+
+
+
+
 
 
 def search_settings(options: list[str]) -> dict:
@@ -248,14 +276,6 @@ def search_settings(options: list[str]) -> dict:
     from reflective_search.experiments.spec import parse_search_settings
 
     return parse_search_settings(options, "--search", "mcts.c_puct=1.0")
-
-
-def with_search_defaults(model, chosen: dict):
-    """``model`` carrying ``chosen`` over the search defaults it had (its task's)."""
-    import dataclasses
-
-    merged = tuple({**dict(model.settings.search_defaults), **chosen}.items())
-    return model.with_head(model.head, dataclasses.replace(model.settings, search_defaults=merged), model.feature_norm)
 
 
 def _executor(args: argparse.Namespace):
@@ -281,8 +301,8 @@ def _on_executor(executor, args: argparse.Namespace):
     from reflective_search.train.executor_sampling import sample_on_executor
 
     model_ref = resolve_model(args.model)
-    return lambda model, problems, samples, temperature, seed, task: sample_on_executor(
-        executor, model_ref, problems, samples, temperature, seed=seed, task=task)
+    return lambda model, problems, samples, temperature, seed, task, progress: sample_on_executor(
+        executor, model_ref, problems, samples, temperature, seed=seed, task=task, progress=progress)
 
 
 def _features_on(executor, args: argparse.Namespace):
@@ -291,4 +311,12 @@ def _features_on(executor, args: argparse.Namespace):
     from reflective_search.train.executor_sampling import features_on_executor
 
     model_ref = resolve_model(args.model)
-    return lambda model, trajectories: features_on_executor(executor, model_ref, model, trajectories)
+    return lambda model, trajectories: features_on_executor(executor, model_ref, model, trajectories,
+                                                            progress=args.progress)
+
+
+def _features_here(args: argparse.Namespace):
+    """The frozen-feature reader in this process, with or without its progress bar."""
+    from reflective_search.train.step_features import prompt_shared_features
+
+    return lambda model, trajectories: prompt_shared_features(model, trajectories, progress=args.progress)

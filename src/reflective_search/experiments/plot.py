@@ -41,3 +41,31 @@ def plot_scaling(report: Report, path: str | Path) -> Path:
     axes.legend(fontsize="small")
     figure.savefig(path, dpi=120)
     return Path(path)
+
+
+def plot_by(reports: dict, field: str, path: str | Path) -> Path:
+    """Accuracy against a problem field (e.g. depth), one line per method and point."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from reflective_search.experiments.report import describe_point
+
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    curves: dict[str, list[tuple]] = {}
+    for value, report in reports.items():
+        for row in report.rows:
+            label = row.method if describe_point(row.point) == "-" else f"{row.method} {describe_point(row.point)}"
+            curves.setdefault(label, []).append((value, row.accuracy, row.generated_tokens))
+    for label, points in curves.items():
+        tokens = "/".join(f"{t:.0f}" for _, _, t in points)
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{label} ({tokens} tokens)")
+    axes.set_xlabel(field)
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title(f"Accuracy against {field}: {Path(next(iter(reports.values())).run_dir).name}")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="x-small")
+    figure.savefig(path, dpi=120)
+    return Path(path)

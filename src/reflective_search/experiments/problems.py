@@ -66,8 +66,24 @@ def _math_unusable(record: dict) -> str | None:
     return None
 
 
+def _arithmetic_correct(record: dict, solution: "Solution") -> bool:
+    from reflective_search.tasks.arithmetic import ArithmeticProblem, check_answer
+
+    problem = ArithmeticProblem.parse(record["problem"])
+    return problem is not None and check_answer(problem, solution.text)
+
+
+def _arithmetic_unusable(record: dict) -> str | None:
+    from reflective_search.tasks.arithmetic import ArithmeticProblem
+
+    if ArithmeticProblem.parse(record["problem"]) is None:
+        return "the problem is not in the arithmetic format ('Evaluate: 7 + 4 * 9 - 8')"
+    return None
+
+
 TASKS = {
     "countdown": Task(_countdown_correct, _countdown_unusable),
+    "arithmetic": Task(_arithmetic_correct, _arithmetic_unusable),
     "math": Task(_math_correct, _math_unusable),
 }
 FILE_TASK = "math"  # a problems file with no task: answer equality, the one checker any problem can use
@@ -111,7 +127,32 @@ def _countdown_records(count: int, seed: int, options: CountdownOptions) -> list
         raise ConfigError(f"problems.options: {exc}: widen the ranges") from None
 
 
-GENERATORS = {"countdown": Generator(CountdownOptions, "countdown", _countdown_records)}
+@dataclass(frozen=True, slots=True)
+class ArithmeticOptions:
+    depths: tuple[int, ...] = (2, 4, 6, 8)  # operations per problem; count problems of each depth
+    split: str = "test"  # held-out split: test | valid (never in the training stream); the seed is unused
+    digits: int = 2  # operand digits: 1 or 2 (literals up to 99)
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("depths", bool(self.depths) and all(isinstance(d, int) and 1 <= d <= 10 for d in self.depths),
+             "a list of integers in 1..10"),
+            ("split", self.split in ("test", "valid"), "test | valid"),
+            ("digits", self.digits in (1, 2), "1 or 2"),
+        )
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"problems.options.{key}: {getattr(self, key)!r} is not allowed; expected {expected}")
+
+
+def _arithmetic_records(count: int, seed: int, options: ArithmeticOptions) -> list[dict]:
+    from reflective_search.tasks.arithmetic import split_records
+
+    return split_records(count, options.split, options.depths, options.digits)
+
+
+GENERATORS = {"countdown": Generator(CountdownOptions, "countdown", _countdown_records),
+              "arithmetic": Generator(ArithmeticOptions, "arithmetic", _arithmetic_records)}
 DEFAULT_GENERATOR = "countdown"
 
 
@@ -125,7 +166,7 @@ def load_problems(spec: "ProblemsSpec") -> list[Problem]:
     else:
         generator = GENERATORS[spec.generator]
         records = generator.make(spec.count, spec.seed, spec.options)
-        problems = [Problem(index, record["problem"], record) for index, record in enumerate(records)]
+        problems = [Problem(record.get("id", index), record["problem"], record) for index, record in enumerate(records)]
     return problems[: spec.limit] if spec.limit is not None else problems
 
 

@@ -1,10 +1,26 @@
-"""The progress bar of a run: records done, accuracy so far, generated tokens per second."""
+"""Progress bars: a run's (records done, accuracy so far, generated tokens per second), and
+``progress_bar``, which every long command's work draws (evaluate, train sprm, bench)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any, Sequence
+
+
+def progress_bar(total: int, desc: str, unit: str, enabled: bool = True):
+    """A tqdm bar on standard error counting ``unit``s and their rate: off when ``enabled`` is
+    False (``--no-progress``) and whenever standard error is not a terminal, so logs and pipes
+    stay clean. Results go to standard output either way."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=True if not enabled else None,
+                dynamic_ncols=True)
+
+
+def rate_postfix(tokens: int, start: float) -> dict[str, str]:
+    """A bar's tokens-per-second field since ``start`` (``time.perf_counter()``)."""
+    return {"tok/s": f"{tokens / max(time.perf_counter() - start, 1e-9):.0f}"}
 
 
 class Progress:

@@ -61,11 +61,38 @@ def build_report(run_dir: str | Path) -> Report:
     records = read_records(run_dir)
     if not records:
         raise ConfigError(f"{run_dir} holds no results yet: run the experiment first")
+    return _report(str(run_dir), records)
+
+
+def build_reports_by(run_dir: str | Path, field: str) -> dict[Any, Report]:
+    """One report per value of the problems' record ``field`` (e.g. ``depth``), in value order."""
+    records = read_records(Path(build_report(run_dir).run_dir))
+    values = problem_field(Path(run_dir), field)
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[values[json.dumps(record["problem_id"])]].append(record)
+    return {value: _report(str(run_dir), groups[value]) for value in sorted(groups)}
+
+
+def problem_field(run_dir: Path, field: str) -> dict[str, Any]:
+    """Each problem's ``field`` value by its id (as JSON), from the run's problems file."""
+    from reflective_search.experiments.results import PROBLEMS_FILE
+
+    lines = (run_dir / PROBLEMS_FILE).read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    missing = [e["problem_id"] for e in entries if field not in e["record"]]
+    if missing:
+        raise ConfigError(f"--by {field}: problem {missing[0]!r} has no {field!r} field; "
+                          f"group by a field every problem record has")
+    return {json.dumps(e["problem_id"]): e["record"][field] for e in entries}
+
+
+def _report(run_dir: str, records: Sequence[dict[str, Any]]) -> Report:
     rows = summarise(records)
     methods = dict.fromkeys(row.method for row in rows)
     fits = {method: fit_scaling([r.flops for r in rows if r.method == method],
                                 [r.accuracy for r in rows if r.method == method]) for method in methods}
-    return Report(str(run_dir), tuple(rows), fits)
+    return Report(run_dir, tuple(rows), fits)
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> list[PointRow]:

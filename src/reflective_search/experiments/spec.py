@@ -29,11 +29,11 @@ EXECUTOR_KINDS = ("local", "ray")  # experiments/executors.py holds one class pe
 @dataclass(frozen=True, slots=True)
 class ProblemsSpec:
     file: str | None = None  # a JSONL of {"problem", "answer"[, "id"]} records (either this or generator)
-    generator: str | None = None  # a built-in generator (countdown); neither set: countdown
+    generator: str | None = None  # a built-in generator (countdown | arithmetic); neither set: countdown
     count: int | None = None  # problems the generator makes (null: DEFAULT_COUNT, 20)
     seed: int = 0  # the generator's seed
     limit: int | None = None  # keep only the first `limit` problems (null: all)
-    task: str | None = None  # checker deciding `correct`: math | countdown (null: math for a file, else the generator's)
+    task: str | None = None  # checker deciding `correct`: math | countdown | arithmetic (null: math for a file, else the generator's)
     options: Any = None  # the generator's options dataclass (problems.options in YAML)
 
     def __post_init__(self) -> None:

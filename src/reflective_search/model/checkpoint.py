@@ -54,6 +54,20 @@ def save_model(model: ReflectiveModel, directory, adapter_dtype: torch.dtype | N
     settings["search_defaults"] = dict(model.settings.search_defaults)
     blob = {"format_version": FORMAT_VERSION, "hidden_size": model.hidden_size, "base": model.base_name, **settings}
     _write_atomic(directory / CONFIG_FILE, json.dumps(blob, indent=2) + "\n")
+    if (directory / ADAPTER_FILE).is_file():
+        _name_base(directory / ADAPTER_FILE, model.base_name)
+    from reflective_search.model.card import plain_card, write_card
+
+    write_card(directory, plain_card(directory.resolve().name, model.base_name, (directory / ADAPTER_FILE).is_file(),
+                                     model.settings))  # in place of peft's empty template
+
+
+def _name_base(path: Path, base: str) -> None:
+    """Name the adapter's base by the library's name for it (which the loader resolves), not
+    by the local folder peft recorded (a path in the user's cache)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("base_model_name_or_path") != base:
+        _write_atomic(path, json.dumps({**config, "base_model_name_or_path": base}, indent=2, sort_keys=True) + "\n")
 
 
 def _remove_stale_weights(directory: Path, adapter: bool) -> None:

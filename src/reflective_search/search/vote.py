@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from reflective_search.answers import answers_equal, extract_answer
 from reflective_search.config import SearchConfig
 from reflective_search.search.common import best_by_score, trajectory_score
+from reflective_search.tasks.arithmetic import answer_key as arithmetic_answer_key
 from reflective_search.tasks.countdown import answer_key as countdown_answer_key
 from reflective_search.tree import Tree
 
@@ -27,6 +28,7 @@ class AnswerRule:
 ANSWER_RULES = {
     "math": AnswerRule(extract_answer, answers_equal),
     "countdown": AnswerRule(countdown_answer_key, operator.eq),
+    "arithmetic": AnswerRule(arithmetic_answer_key, operator.eq),
 }
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from fractions import Fraction
+from functools import lru_cache
 
 from reflective_search.errors import ProblemError
 
@@ -250,6 +250,37 @@ def problems(count: int, depths, seed: int, digits: int = 2) -> list[ArithmeticP
     """``count`` problems, depths cycling through ``depths``, deterministic in ``seed``."""
     rng = random.Random(seed)
     return [generate(rng, depths[i % len(depths)], digits) for i in range(count)]
+
+
+TRAIN_SEED = 1001  # the training stream: problems(count, depths 1-8, TRAIN_SEED)
+SPLIT_SEEDS = {"valid": 2002, "test": 3003}  # held-out splits, never trained or tuned on (test)
+_TRAIN_STREAM = 10_000  # held-out splits skip every problem among this many of the training stream
+
+
+def split_problems(split: str, count: int, depth: int, digits: int = 2) -> list[ArithmeticProblem]:
+    """``count`` held-out problems of ``depth`` from ``split`` (valid | test), deterministic,
+    none of them in the training stream."""
+    if split not in SPLIT_SEEDS:
+        raise ProblemError(f"unknown split {split!r}: use one of {', '.join(SPLIT_SEEDS)}")
+    rng, seen, out = random.Random(SPLIT_SEEDS[split] * 100 + depth), set(_training_texts(digits)), []
+    while len(out) < count:
+        problem = generate(rng, depth, digits)
+        if problem.text not in seen:
+            seen.add(problem.text)  # no duplicates within the split either
+            out.append(problem)
+    return out
+
+
+def split_records(count: int, split: str, depths, digits: int = 2) -> list[dict]:
+    """Experiment records: ``count`` problems of each depth from a held-out split, each with
+    its ``depth`` and exact ``answer``, ids ``d<depth>-<i>``."""
+    return [{"id": f"d{depth}-{i}", "problem": p.text, "answer": str(p.value), "depth": depth}
+            for depth in depths for i, p in enumerate(split_problems(split, count, depth, digits))]
+
+
+@lru_cache(maxsize=2)
+def _training_texts(digits: int) -> frozenset[str]:
+    return frozenset(p.text for p in problems(_TRAIN_STREAM, range(1, 9), TRAIN_SEED, digits))
 
 
 # -- checking and step labels ------------------------------------------------------------------

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -73,11 +72,11 @@ def mean_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], ro
 
 
 @torch.no_grad()
-def features_and_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 32
-                          ) -> tuple[tuple[torch.Tensor, ...], list[float]]:
+def features_and_logprobs(model: ReflectiveModel, trajectories: Sequence[Trajectory], rows: int = 32,
+                          progress: bool = True) -> tuple[tuple[torch.Tensor, ...], list[float]]:
     """``frozen_features(model, trajectories)`` and ``mean_logprobs`` from one prompt-shared pass
     (``rows`` trajectories a forward: the LM head's [rows, T, vocab] logits bound its memory)."""
-    read = prompt_shared_pass(model, trajectories, rows, logprobs=True)
+    read = prompt_shared_pass(model, trajectories, rows, logprobs=True, progress=progress)
     return stack_step_features(model, trajectories, [f for f, _ in read]), [lp for _, lp in read]
 
 
@@ -104,41 +103,50 @@ def tree_records(problem: TrainingProblem, index: int, tree, task: Task) -> list
 
 
 def calibrate(model: ReflectiveModel, problems: Sequence[TrainingProblem], temperatures: Sequence[float],
-              samples: int = 8, seed: int = 0, task: Task | None = None) -> dict[str, Any]:
-    """The policy's accuracy profile on ``problems`` (use the validation split)."""
+              samples: int = 8, seed: int = 0, task: Task | None = None, progress: bool = True) -> dict[str, Any]:
+    """The policy's accuracy profile on ``problems`` (use the validation split); ``progress``:
+    a bar per sampling pass on standard error (a terminal only)."""
     task = task or get_task("countdown")
     index = {p: i for i, p in enumerate(problems)}
-    greedy = sample_trajectories(model, problems, 1, 0.0, seed=seed, task=task)
+    greedy = sample_trajectories(model, problems, 1, 0.0, seed=seed, task=task, progress=progress)
     row: dict[str, Any] = {"greedy": sum(t.correct for t in greedy) / len(greedy)}
     for temperature in temperatures:
-        sampled = sample_trajectories(model, problems, samples, temperature, seed=seed, task=task)
+        sampled = sample_trajectories(model, problems, samples, temperature, seed=seed, task=task, progress=progress)
         records = [Scored(index[t.problem], (), _labels(task, t.problem, t.response), math.nan,
                           task.answer_key(t.response), t.correct) for t in sampled]
         row[f"T={temperature}"] = {
             "per_sample": metrics.sample_accuracy(records),
             f"pass@{samples}": metrics.pass_at_n(records),
             "self_consistency": metrics.self_consistency_accuracy(records),
-            "positive_steps": metrics.positive_step_fraction(records),
+            **step_figures(task, records),
         }
     return row
+
+
+def step_figures(task: Task, records: Sequence[Scored]) -> dict[str, Any]:
+    """The fraction of truly good steps, for a task that labels steps (left out for one that
+    does not: not measured is not 0)."""
+    return {"positive_steps": metrics.positive_step_fraction(records)} if task.step_labels is not None else {}
 
 
 # -- search through the engine ------------------------------------------------------------------
 
 
 def run_search(model: ReflectiveModel, problems: Sequence[TrainingProblem], overrides: dict[str, Any],
-               task: Task, chunk: int = 32, log=None):
-    """Solutions for every problem, in chunks that share model calls; progress to ``log``
-    (standard error as it is at call time: a default bound at import outlives a redirected one)."""
-    log = log or sys.stderr
+               task: Task, chunk: int = 32, progress: bool = True):
+    """Solutions for every problem, in chunks that share model calls; ``progress``: a bar of
+    problems solved and generated tokens per second on standard error (a terminal only)."""
+    from reflective_search.experiments.progress import progress_bar, rate_postfix
     from reflective_search.facade import ReflectiveSearch
 
     search = ReflectiveSearch(model, search_config(model, task, overrides))
     solutions, start = [], time.perf_counter()
-    for first in range(0, len(problems), chunk):
-        solutions += search.solve_batch([p.text for p in problems[first: first + chunk]])
-        print(f"  {overrides.get('method')}: {len(solutions)}/{len(problems)} {time.perf_counter() - start:.0f}s",
-              file=log, flush=True)
+    with progress_bar(len(problems), str(overrides.get("method")), "problem", progress) as bar:
+        for first in range(0, len(problems), chunk):
+            solved = search.solve_batch([p.text for p in problems[first: first + chunk]])
+            solutions += solved
+            bar.set_postfix(rate_postfix(sum(s.stats.generated_tokens for s in solutions), start), refresh=False)
+            bar.update(len(solved))
     return solutions
 
 
@@ -171,10 +179,10 @@ def method_result(problems: Sequence[TrainingProblem], solutions, task: Task) ->
 
 
 def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], n: int, temperature: float,
-                     task: Task, chunk: int = 32) -> dict[str, Any]:
+                     task: Task, chunk: int = 32, progress: bool = True) -> dict[str, Any]:
     """Best-of-N by SPRM (the engine's pick), by mean log-probability and self-consistency, from one run."""
     overrides = {"method": "best_of_n", "best_of_n.n": n, "sampling.temperature": temperature}
-    solutions = run_search(model, problems, overrides, task, chunk)
+    solutions = run_search(model, problems, overrides, task, chunk, progress)
     records = [r for i, (p, s) in enumerate(zip(problems, solutions)) for r in tree_records(p, i, s.tree, task)]
     engine = method_result(problems, solutions, task)
     cost = {"tokens": engine.tokens, "seconds": engine.seconds}  # the same samples, ranked another way
@@ -187,17 +195,17 @@ def best_of_n_report(model: ReflectiveModel, problems: Sequence[TrainingProblem]
         "trajectory_auc_sprm": metrics.trajectory_auc(records, metrics.sprm_score),
         "trajectory_auc_logprob": metrics.trajectory_auc(records, metrics.logprob_score),
         **metrics.auc_intervals(records),
-        "step_auc_by_position": metrics.step_auc_by_position(records),
-        "positive_steps": metrics.positive_step_fraction(records),
+        **({"step_auc_by_position": metrics.step_auc_by_position(records)} if task.step_labels is not None else {}),
+        **step_figures(task, records),
     }
     return report
 
 
 def step_search_report(model: ReflectiveModel, problems: Sequence[TrainingProblem], method: str,
-                       overrides: dict[str, Any], task: Task, chunk: int = 16) -> dict[str, Any]:
+                       overrides: dict[str, Any], task: Task, chunk: int = 16, progress: bool = True) -> dict[str, Any]:
     """A step search's (beam, dvts, rebase, mcts) verdicts and cost, and what its trees held
     (``tree_coverage``)."""
-    solutions = run_search(model, problems, {"method": method, **overrides}, task, chunk)
+    solutions = run_search(model, problems, {"method": method, **overrides}, task, chunk, progress)
     return {**method_result(problems, solutions, task).as_dict(), **tree_coverage(problems, solutions, task)}
 
 
@@ -213,5 +221,5 @@ def tree_coverage(problems: Sequence[TrainingProblem], solutions, task: Task) ->
 
 
 def greedy_result(model: ReflectiveModel, problems: Sequence[TrainingProblem], task: Task,
-                  chunk: int = 64) -> MethodResult:
-    return method_result(problems, run_search(model, problems, {"method": "greedy"}, task, chunk), task)
+                  chunk: int = 64, progress: bool = True) -> MethodResult:
+    return method_result(problems, run_search(model, problems, {"method": "greedy"}, task, chunk, progress), task)

@@ -34,12 +34,12 @@ def sample_on_executor(executor: ExecutorSpec, model_ref: str | None, problems: 
                        samples: int, temperature: float, top_p: float = 0.95, seed: int = 0, chunk: int = 64,
                        progress: bool = True, task: Task | None = None) -> list[Trajectory]:
     """``sample_with_search``'s trajectories, drawn by the executor's workers."""
-    from tqdm import tqdm
+    from reflective_search.experiments.progress import progress_bar
 
     units = sample_units(problems, samples, temperature, top_p, seed, chunk, task)
     drawn: dict[int, list[Trajectory]] = {}
     with open_executor(executor, model_ref, UnitSampler) as running, \
-            tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
+            progress_bar(len(problems), "sampling", "problem", progress) as bar:
         for finished in running.map(units):
             drawn[finished.index] = finished.result
             bar.update(len(finished.item.problems))
@@ -71,7 +71,7 @@ def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, t
                          per_unit: int = 256, progress: bool = True) -> list:
     """``prompt_shared_features(model, trajectories)``, read by the executor's workers (each
     loads ``model_ref``, the backbone of ``model``) in units of about ``per_unit`` trajectories."""
-    from tqdm import tqdm
+    from reflective_search.experiments.progress import progress_bar
 
     members = feature_units(trajectories, per_unit)
     settings = model.settings
@@ -79,7 +79,7 @@ def features_on_executor(executor: ExecutorSpec, model_ref: str | None, model, t
              for unit in members]
     out: list = [None] * len(trajectories)
     with open_executor(executor, model_ref, UnitFeatures) as running, \
-            tqdm(total=len(trajectories), desc="head features", unit="trajectory", disable=not progress) as bar:
+            progress_bar(len(trajectories), "head features", "trajectory", progress) as bar:
         for finished in running.map(units):
             for i, features in zip(members[finished.index], finished.result):
                 out[i] = features

@@ -276,9 +276,13 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
     from reflective_search.train.tasks import get_task
 
     example, valid = example_stream(problems, list(numbers), config.seed, held_out)  # bad files fail first
-    model = for_task(load_start(base), get_task(task_name))
+    start = load_start(base)
+    model = for_task(start, get_task(task_name))
     for probe in (example(0), *valid[:1]):
         encode_example(model, probe.text, probe.solution)  # a bad record fails now, not at step 1,000
+    limits = None if problems == "countdown" else file_step_limits(model, problems)
+    if limits is not None:
+        model = with_defaults(model, limits.search_defaults(dict(model.settings.search_defaults)))
     # A LoRA run saves an adapter over the named base when it trains one over exactly that base.
     over_base = bool(config.lora_rank) and (base == model.base_name or model.adapter_source is not None)
     if config.lora_rank:
@@ -289,8 +293,31 @@ def finetune_policy(base: str, problems: str, task_name: str, config: FinetuneCo
     summary["held_out_loss"] = held_out_loss(model, valid) if valid else float("nan")
     summary["kind"] = f"LoRA r={config.lora_rank}" if config.lora_rank else "full"
     summary["config"] = dataclasses.asdict(config)
+    summary["base"] = start.base_name  # the named base it descends from (None: none)
+    summary["held_out_examples"] = len(valid)
+    if limits is not None:
+        summary["step_limits"] = {"longest_step_tokens": limits.longest_step, "most_steps": limits.most_steps}
+    summary["search_defaults"] = dict(model.settings.search_defaults)
     save_policy(model, out, over_base, adapter_dtype)
     return summary
+
+
+def file_step_limits(model: ReflectiveModel, problems: str):
+    """The step limits of a problems file's solutions (``train.step_limits``), said on stderr."""
+    from reflective_search.train.step_limits import step_limits
+    from reflective_search.train.tasks import read_problem_file
+
+    limits = step_limits(model, [p.solution for p in read_problem_file(problems, need="solution")])
+    chosen = ", ".join(f"{key}={value}" for key, value in limits.search_defaults(dict(model.settings.search_defaults)))
+    print(f"search defaults drawn from the solutions: {chosen} (longest step {limits.longest_step} tokens, "
+          f"most steps {limits.most_steps})", file=sys.stderr)
+    return limits
+
+
+def with_defaults(model: ReflectiveModel, chosen) -> ReflectiveModel:
+    """``model`` carrying the settings ``chosen`` over the search defaults it had."""
+    merged = tuple({**dict(model.settings.search_defaults), **dict(chosen)}.items())
+    return model.with_head(model.head, dataclasses.replace(model.settings, search_defaults=merged), model.feature_norm)
 
 
 def save_policy(model: ReflectiveModel, out: Path, adapter_over_base: bool,

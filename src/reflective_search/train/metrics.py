@@ -112,6 +112,12 @@ def step_auc_by_position(records: Sequence[Scored]) -> dict[int, float]:
     return out
 
 
+def has_step_labels(records: Sequence[Scored]) -> bool:
+    """Whether the records carry true step labels (a task without a step checker gives none:
+    its step figures are not measured, so they are left out rather than reported as 0)."""
+    return any(record.step_labels for record in records)
+
+
 def positive_step_fraction(records: Sequence[Scored]) -> float:
     labels = [label for r in records for label in r.step_labels]
     return sum(labels) / max(len(labels), 1)
@@ -164,13 +170,17 @@ def sample_summary(records: Sequence[Scored]) -> dict[str, float]:
 
 
 def head_summary(records: Sequence[Scored]) -> dict[str, object]:
-    """The head's numbers on one set of trajectories (N samples per problem)."""
+    """The head's numbers on one set of trajectories (N samples per problem); the step AUCs
+    only when the records carry step labels."""
+    return {"trajectory_auc": trajectory_auc(records, sprm_score), **step_aucs(records),
+            "best_of_n": best_of_n_accuracy(records, sprm_score)}
+
+
+def step_aucs(records: Sequence[Scored]) -> dict[str, object]:
+    """Step ROC-AUC pooled, by position and its minimum over positions; empty without step labels."""
+    if not has_step_labels(records):
+        return {}
     by_position = step_auc_by_position(records)
     pooled = roc_auc([s for r in records for s in r.step_scores], [x for r in records for x in r.step_labels])
-    return {
-        "trajectory_auc": trajectory_auc(records, sprm_score),
-        "step_auc_pooled": pooled,
-        "step_auc_by_position": by_position,
-        "step_auc_min_position": min(by_position.values()) if by_position else math.nan,
-        "best_of_n": best_of_n_accuracy(records, sprm_score),
-    }
+    return {"step_auc_pooled": pooled, "step_auc_by_position": by_position,
+            "step_auc_min_position": min(by_position.values()) if by_position else math.nan}

@@ -65,11 +65,15 @@ class HeadConfig:
 @torch.no_grad()
 def sample_trajectories(model: ReflectiveModel, problems: Sequence[TrainingProblem], samples: int,
                         temperature: float, top_p: float = 0.95, max_new_tokens: int = 160,
-                        batch_size: int = 256, seed: int = 0, task: Task | None = None) -> list[Trajectory]:
+                        batch_size: int = 256, seed: int = 0, task: Task | None = None,
+                        progress: bool = False) -> list[Trajectory]:
     """``samples`` trajectories per problem (temperature 0: one greedy one), labelled by correctness.
 
-    Prompts of equal length are batched together, so no padding shifts positions.
+    Prompts of equal length are batched together, so no padding shifts positions. ``progress``:
+    a bar of samples drawn on standard error (a terminal only).
     """
+    from reflective_search.experiments.progress import progress_bar, rate_postfix
+
     torch.manual_seed(seed)
     task = task or get_task("countdown")
     prompts = [tuple(model.encode_prompt(p.text)) for p in problems]
@@ -77,11 +81,17 @@ def sample_trajectories(model: ReflectiveModel, problems: Sequence[TrainingProbl
     jobs = sorted(((prompts[i], problems[i]) for i in range(len(problems)) for _ in range(copies)),
                   key=lambda job: len(job[0]))
     out: list[Trajectory] = []
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start: start + batch_size]
-        for length in sorted({len(ids) for ids, _ in chunk}):
-            same = [job for job in chunk if len(job[0]) == length]
-            out.extend(_sample_same_length(model, same, temperature, top_p, max_new_tokens, task))
+    began, tokens = time.perf_counter(), 0
+    with progress_bar(len(jobs), "sampling", "sample", progress) as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start: start + batch_size]
+            for length in sorted({len(ids) for ids, _ in chunk}):
+                drawn = _sample_same_length(model, [job for job in chunk if len(job[0]) == length], temperature,
+                                            top_p, max_new_tokens, task)
+                out += drawn
+                tokens += sum(len(t.response_ids) for t in drawn)
+                bar.set_postfix(rate_postfix(tokens, began), refresh=False)
+                bar.update(len(drawn))
     return out
 
 
@@ -122,12 +132,16 @@ def sample_with_search(model: ReflectiveModel, problems: Sequence[TrainingProble
     The work is cut into ``SampleUnit``s, so an executor can run the same units elsewhere
     (train/executor_sampling.py) and get the very same trajectories.
     """
-    from tqdm import tqdm
+    from reflective_search.experiments.progress import progress_bar, rate_postfix
 
     out: list[Trajectory] = []
-    with tqdm(total=len(problems), desc="sampling", unit="problem", disable=not progress) as bar:
+    start, tokens = time.perf_counter(), 0
+    with progress_bar(len(problems), "sampling", "problem", progress) as bar:
         for unit in sample_units(problems, samples, temperature, top_p, seed, chunk, task):
-            out += sample_unit(model, unit)
+            drawn = sample_unit(model, unit)
+            out += drawn
+            tokens += sum(len(t.response_ids) for t in drawn)
+            bar.set_postfix(rate_postfix(tokens, start), refresh=False)
             bar.update(len(unit.problems))
     return out
 

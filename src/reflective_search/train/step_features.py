@@ -9,7 +9,6 @@ shares its KV with the samples that continue it (frozen heads, evaluation).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -87,14 +86,15 @@ def batch_features(model: ReflectiveModel, batch: StepBatch) -> torch.Tensor:
 
 @torch.no_grad()
 def frozen_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], batch_size: int = 256,
-                    labels: str = "outcome", task: Task | None = None
+                    labels: str = "outcome", task: Task | None = None, progress: bool = True
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features [S, H], labels [S], trajectory index [S] and step index [S] of every step.
 
     Each distinct prompt runs once and its KV serves every trajectory that continues it
     (``prompt_shared_features``); ``batch_size`` bounds the rows of one forward.
     """
-    return stack_step_features(model, trajectories, prompt_shared_features(model, trajectories, batch_size), labels, task)
+    per_trajectory = prompt_shared_features(model, trajectories, batch_size, progress)
+    return stack_step_features(model, trajectories, per_trajectory, labels, task)
 
 
 def stack_step_features(model: ReflectiveModel, trajectories: Sequence[Trajectory], per_trajectory: Sequence[torch.Tensor],
@@ -127,17 +127,17 @@ def prompt_shared_pass(model: ReflectiveModel, trajectories: Sequence[Trajectory
     """(step features [steps, H], mean log-probability per response token or None) of each
     trajectory, from one prompt-shared forward; ``logprobs`` asks for the second (the LM
     head then runs over every response position: keep ``rows`` small, [rows, T, vocab])."""
-    from tqdm import tqdm
+    from reflective_search.experiments.progress import progress_bar
 
     groups = prompt_groups(trajectories)
     out: list = [None] * len(trajectories)
-    chunks = _equal_length_chunks(groups, rows)
-    for chunk in tqdm(chunks, desc="head features", unit="batch", disable=not progress or len(chunks) < 2,
-                      file=sys.stderr):
-        members = [[trajectories[i] for i in groups[prompt]] for prompt in chunk]
-        read = _continue_prompts(model, chunk, members, logprobs)
-        for i, result in zip((i for prompt in chunk for i in groups[prompt]), read):
-            out[i] = result
+    with progress_bar(len(trajectories), "head features", "trajectory", progress) as bar:
+        for chunk in _equal_length_chunks(groups, rows):
+            members = [[trajectories[i] for i in groups[prompt]] for prompt in chunk]
+            read = _continue_prompts(model, chunk, members, logprobs)
+            for i, result in zip((i for prompt in chunk for i in groups[prompt]), read):
+                out[i] = result
+            bar.update(len(read))
     return out
 
 

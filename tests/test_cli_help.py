@@ -10,7 +10,7 @@ import pytest
 from reflective_search.cli import build_parser, main
 
 COMMANDS = [(), ("solve",), ("run",), ("report",), ("train",), ("train", "policy"), ("train", "sprm"), ("evaluate",),
-            ("evaluate", "calibrate"), ("evaluate", "heads"), ("evaluate", "search"), ("viz",)]
+            ("evaluate", "calibrate"), ("evaluate", "heads"), ("evaluate", "search"), ("viz",), ("serve",)]
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

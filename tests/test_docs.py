@@ -116,7 +116,7 @@ COMMANDS = [(page_id(page), arguments) for page in PAGES for arguments in quoted
 def test_the_docs_pages_are_found_and_quote_commands():
     assert {"README.md", "docs/configuration.md", "docs/results/countdown-smol.md"} <= {page_id(p) for p in PAGES}
     assert len(COMMANDS) >= 40
-    assert {arguments[0] for _, arguments in COMMANDS} == {"solve", "run", "report", "train", "evaluate", "viz"}
+    assert {arguments[0] for _, arguments in COMMANDS} == {"solve", "run", "report", "train", "evaluate", "viz", "serve"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)

@@ -1,5 +1,6 @@
 """The engine on a real model: SmolLM2-135M-Instruct, shared == reference token for token
-at temperature 0 for greedy and beam (a BPE tokenizer, a chat template, GQA with 3 KV heads).
+at temperature 0 for greedy and beam (a BPE tokenizer, a chat template, GQA with 3 KV heads),
+and continuous batching == lockstep rounds for Best-of-N, beam and MCTS at T=0 and T>0.
 The ``smol`` fixture (conftest) skips without the package and fails under CI=true."""
 
 from __future__ import annotations
@@ -32,3 +33,22 @@ def test_shared_equals_reference_on_smollm2_at_temperature_zero(smol_model, meth
     assert shared.text == reference.text and shared.stats.generated_tokens > 12
     np.testing.assert_allclose(tree.score[: tree.size], reference.tree.score[: reference.tree.size], atol=1e-4)
     assert shared.stats.forwarded_tokens < reference.stats.forwarded_tokens
+
+
+SEARCHED = {"best_of_n": {"best_of_n": {"n": 3}}, "beam": {"beam": {"width": 2, "expand": 2}},
+            "mcts": {"mcts": {"children": 2, "batch_leaves": 2}, "budget": {"tokens": 60}}}
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+@pytest.mark.parametrize("method", ["best_of_n", "beam", "mcts"])
+def test_continuous_equals_rounds_on_smollm2(smol_model, method, temperature):
+    problems = [PROBLEM, "Numbers: 2 5 9. Target: 23."]
+    sampling = {"max_step_tokens": 12, "max_steps": 2, "temperature": temperature}
+    solved = {scheduling: ReflectiveSearch(smol_model, {"method": method, "sampling": sampling, **SEARCHED[method],
+                                                        "expander_options": {"scheduling": scheduling}}).solve_batch(problems)
+              for scheduling in ("continuous", "rounds")}
+    for a, b in zip(solved["continuous"], solved["rounds"], strict=True):
+        assert [a.tree.token_path(n) for n in range(a.tree.size)] == [b.tree.token_path(n) for n in range(b.tree.size)]
+        assert (a.answer, a.stats.generated_tokens, a.stats.forwarded_tokens) == \
+            (b.answer, b.stats.generated_tokens, b.stats.forwarded_tokens)
+        np.testing.assert_allclose(a.tree.score[: a.tree.size], b.tree.score[: b.tree.size], atol=1e-5)

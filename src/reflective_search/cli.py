@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "reflective_search.commands.train",
     "reflective_search.commands.evaluate",
     "reflective_search.commands.viz",
+    "reflective_search.commands.serve",
 )
 
 

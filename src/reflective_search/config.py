@@ -21,6 +21,7 @@ from reflective_search.errors import ConfigError
 
 METHODS = ("greedy", "majority", "best_of_n", "beam", "dvts", "rebase", "mcts")
 EXPANDERS = ("reference", "shared")
+SCHEDULINGS = ("continuous", "rounds")  # how the shared expander batches many searches (ExpanderConfig)
 AGGREGATES = tuple(_AGGREGATE_FUNCTIONS)  # every path-scoring rule that exists (aggregate.py)
 BACKUPS = ("mean", "max")
 SELECTIONS = ("best", "vote", "weighted_vote")
@@ -203,10 +204,19 @@ class MCTSConfig:
 @dataclass(frozen=True, slots=True)
 class ExpanderConfig:
     kv_budget_tokens: int | None = None  # shared expander: KV slots kept resident (None: no limit)
+    # shared expander: how many searches share its forwards. continuous: a search's next call
+    # joins the running batch as soon as its own call is done; rounds: every search waits for
+    # the slowest call of the round (lockstep; the oracle continuous must equal)
+    scheduling: str = "continuous"
+    max_rows: int | None = None  # shared expander: most child rows decoding at once (None: no limit)
 
     def __post_init__(self) -> None:
         budget = self.kv_budget_tokens
         _require(budget is None or budget >= 1, "expander_options.kv_budget_tokens", "an integer >= 1 or null", budget)
+        _require(self.scheduling in SCHEDULINGS, "expander_options.scheduling", " | ".join(SCHEDULINGS), self.scheduling)
+        rows = self.max_rows
+        _require(rows is None or (isinstance(rows, int) and rows >= 1), "expander_options.max_rows",
+                 "an integer >= 1 or null", rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from reflective_search.config import SearchConfig, load_search_config
 from reflective_search.expand import make_expander
 from reflective_search.interface import Expander, derive_seed
 from reflective_search.search import SEARCHES, SearchOutcome, run_searches
+from reflective_search.search.common import SearchGenerator
 from reflective_search.solution import Solution, Stats
 
 
@@ -60,23 +61,25 @@ class ReflectiveSearch:
 
     def solve_batch(self, problems: Sequence[str]) -> list[Solution]:
         """Search several problems at once; their expansions share model calls."""
-        prompts = [self.model.encode_prompt(problem) for problem in problems]
-        search = SEARCHES[self.config.method]
-        generators = [
-            search(ids, self.model.format_prompt(problem), self.config, self._seed(ids))
-            for ids, problem in zip(prompts, problems)
-        ]
+        generators = [self.search(problem) for problem in problems]
         start, cpu_start = time.perf_counter(), time.process_time()
         outcomes = run_searches(generators, self.expander)
         share = max(len(problems), 1)
         seconds = ((time.perf_counter() - start) / share, (time.process_time() - cpu_start) / share)
-        return [self._solution(problem, result, seconds) for problem, result in zip(problems, outcomes)]
+        return [self.solution(problem, result, seconds) for problem, result in zip(problems, outcomes)]
+
+    def search(self, problem: str) -> SearchGenerator:
+        """The search ``solve`` runs for ``problem``, not started: a generator to drive with
+        ``run_searches`` or an engine of one's own (the server's), over ``self.expander``."""
+        ids = self.model.encode_prompt(problem)
+        return SEARCHES[self.config.method](ids, self.model.format_prompt(problem), self.config, self._seed(ids))
 
     def _seed(self, prompt_ids: Sequence[int]) -> int:
         """Per-problem seed: the same problem and config give the same tree in any batch."""
         return derive_seed(self.config.seed, tuple(prompt_ids))
 
-    def _solution(self, problem: str, result: SearchOutcome, seconds: tuple[float, float]) -> Solution:
+    def solution(self, problem: str, result: SearchOutcome, seconds: tuple[float, float]) -> Solution:
+        """The Solution of a finished search of ``problem`` that took ``seconds`` (wall, CPU)."""
         meter = result.meter
         in_nodes = int(result.tree.token_len[1: result.tree.size].sum())  # every node but the prompt
         stats = Stats(meter.generated_tokens, meter.forwarded_tokens, meter.expansions, *seconds,

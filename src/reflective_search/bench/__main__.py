@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     finetune.add_argument("--steps", type=int, default=3, help="measured steps per variant (after one warm-up)")
     smol = sub.add_parser("smol", help="the engine on SmolLM2-135M vs plain decode, reference and generate")
     smol.add_argument("--repeats", type=int, default=3)
+    smol.add_argument("--problems", type=int, default=16, help="Countdown problems for Best-of-8, beam and MCTS")
     agreement = sub.add_parser("agreement", help="shared vs reference expander on a device: same answers, speed")
     agreement.add_argument("--device", default="cpu", help="cpu or cuda")
     agreement.add_argument("--model", default="countdown-tiny", help="a model folder or shipped name")
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.which == "smol":
         from reflective_search.bench.smol import run_smol_bench
 
-        result = run_smol_bench(repeats=args.repeats)
+        result = run_smol_bench(repeats=args.repeats, problems=args.problems)
     else:
         from reflective_search.bench.methods import run_methods_bench
 

@@ -1,12 +1,19 @@
 """The engine on a real model: SmolLM2-135M-Instruct, Countdown prompts, one process.
 
-``python -m reflective_search.bench smol --json`` measures (CPU seconds, one thread):
+``python -m reflective_search.bench smol --json [--problems N] [--repeats R]`` measures
+(CPU seconds, one thread, fp32):
 
-* Best-of-8 over 4 Countdown problems (32 rows) through the shared expander, as generated
-  tokens/s, against Hugging Face's plain cached decode loop at the same 32 rows
-  (``model(input_ids=last tokens, cache=DynamicCache)`` with sampling, no search);
-* shared against reference expander for Best-of-8, beam and MCTS (same problems);
-* Best-of-8 against ``generate(num_return_sequences=8)`` once per problem;
+* Best-of-8 over N Countdown problems (8N trajectories, at most ``ROWS`` = 32 rows at once)
+  through the shared expander, continuous batching, as generated tokens per CPU second,
+  against Hugging Face's plain cached decode loop at 32 rows (``model(input_ids=last
+  tokens, cache=DynamicCache)`` with sampling, no search) run for the engine's mean sample
+  length;
+* continuous against rounds (lockstep) scheduling, CPU seconds, for Best-of-8 (32 rows),
+  beam and MCTS (no row cap) over the same N problems, with the forwards each took and
+  whether both grew the same trees (same tokens, answers and counts);
+* shared against reference expander for Best-of-8, beam and MCTS (the first
+  ``REFERENCE_PROBLEMS`` problems: the reference recomputes every path);
+* Best-of-8 against ``generate(num_return_sequences=8)`` once per problem (same problems);
 * (diagnostic, no target) Best-of-8 against the plain loop run as long as Best-of-8's
   longest sample, credited with Best-of-8's tokens: what any batched decode of these
   samples pays when its rows end at different lengths.
@@ -24,7 +31,9 @@ import torch
 
 from reflective_search.tasks.countdown import SEARCH_LIMITS
 
-PROBLEMS, SEED = 4, 7  # Countdown problems drawn by tasks.countdown.generate_problems(PROBLEMS, SEED)
+PROBLEMS, SEED = 16, 7  # Countdown problems drawn by tasks.countdown.generate_problems(PROBLEMS, SEED)
+REFERENCE_PROBLEMS = 4  # the shared-vs-reference and generate comparisons run on the first this many
+ROWS = 32  # Best-of-8's row cap, and the plain decode loop's rows
 LIMITS = {"sampling": {"max_step_tokens": SEARCH_LIMITS["sampling.max_step_tokens"],
                        "max_steps": SEARCH_LIMITS["sampling.max_steps"], "temperature": 0.7, "top_p": 0.95}}
 METHOD_CONFIGS = {  # what each timed search runs (besides the Countdown limits)
@@ -32,18 +41,21 @@ METHOD_CONFIGS = {  # what each timed search runs (besides the Countdown limits)
     "beam": {"beam": {"width": 2, "expand": 4}},
     "mcts": {"mcts": {"children": 4, "batch_leaves": 4}, "budget": {"tokens": 768}},
 }
+ROW_CAPS = {"best_of_n": ROWS, "beam": None, "mcts": None}  # expander_options.max_rows per method
 
 
-def countdown_problems() -> list[str]:
+def countdown_problems(count: int = PROBLEMS) -> list[str]:
     from reflective_search.tasks.countdown import generate_problems
 
-    return [problem.text for problem in generate_problems(PROBLEMS, SEED)]
+    return [problem.text for problem in generate_problems(count, SEED)]
 
 
-def _search(model, method: str, expander: str):
+def _search(model, method: str, expander: str, scheduling: str = "continuous"):
     from reflective_search.facade import ReflectiveSearch
 
-    return ReflectiveSearch(model, {"method": method, "expander": expander, **LIMITS, **METHOD_CONFIGS[method]})
+    options = {"scheduling": scheduling, "max_rows": ROW_CAPS[method]} if expander == "shared" else {}
+    return ReflectiveSearch(model, {"method": method, "expander": expander, **LIMITS, **METHOD_CONFIGS[method],
+                                    "expander_options": options})
 
 
 def paired_cpu_seconds(runs: dict, repeats: int) -> dict[str, list[float]]:
@@ -102,47 +114,66 @@ def generate_per_problem(backbone, tokenizer, prompts: list[list[int]], copies: 
     return made
 
 
-def run_smol_bench(repeats: int = 3) -> dict:
+def run_smol_bench(repeats: int = 3, problems: int = PROBLEMS) -> dict:
     from reflective_search.model.bases import load_base
     from reflective_search.model.reflective import ReflectiveModel
 
     torch.set_num_threads(1)
     backbone, tokenizer = load_base("smollm2-135m-instruct")  # fp32, sdpa; cached as model.bases says
     model = ReflectiveModel.from_backbone(backbone, tokenizer)
-    problems = countdown_problems()
-    prompts = [model.encode_prompt(problem) for problem in problems]
+    texts = countdown_problems(problems)
+    few = texts[:REFERENCE_PROBLEMS]
+    prompts = [model.encode_prompt(problem) for problem in few]
     sampling = LIMITS["sampling"]
-    generated, seconds, lengths = {}, {}, {}
+    runs: dict[str, dict] = {}  # run name -> what its last repeat made
 
-    def solve(method, expander):
-        search = _search(model, method, expander)
+    def solve(name, method, expander, scheduling, batch):
+        search = _search(model, method, expander, scheduling)
 
         def run():
-            solutions = search.solve_batch(problems)
-            generated[f"{method}/{expander}"] = sum(s.stats.generated_tokens for s in solutions)
-            if method == "best_of_n":
-                lengths[expander] = [response_tokens(s.tree, leaf) for s in solutions for leaf in s.tree.terminal_leaves()]
+            forwards = getattr(getattr(search.expander, "engine", None), "forwards", 0)
+            solutions = search.solve_batch(batch)
+            runs[name] = {"solutions": solutions, "forwards": getattr(getattr(search.expander, "engine", None),
+                                                                      "forwards", 0) - forwards}
         return run
 
     for method in METHOD_CONFIGS:  # warm-up: kernels compiled, allocator caches filled (one problem)
         for expander in ("shared", "reference"):
-            _search(model, method, expander).solve(problems[0])
+            _search(model, method, expander).solve(texts[0])
     plain_decode(backbone, prompts[:1], 2, 4, sampling)
+    seconds = {}
     for method in METHOD_CONFIGS:
-        seconds.update(paired_cpu_seconds({f"{method}/{e}": solve(method, e) for e in ("shared", "reference")}, repeats))
+        seconds.update(paired_cpu_seconds({
+            f"{method}/continuous": solve(f"{method}/continuous", method, "shared", "continuous", texts),
+            f"{method}/rounds": solve(f"{method}/rounds", method, "shared", "rounds", texts),
+            f"{method}/shared": solve(f"{method}/shared", method, "shared", "continuous", few),
+            f"{method}/reference": solve(f"{method}/reference", method, "reference", "rounds", few),
+        }, repeats))
+    generated = {name: sum(s.stats.generated_tokens for s in run["solutions"]) for name, run in runs.items()}
+    lengths = [response_tokens(s.tree, leaf) for s in runs["best_of_n/continuous"]["solutions"]
+               for leaf in s.tree.terminal_leaves()]
     n, trajectory = METHOD_CONFIGS["best_of_n"]["best_of_n"]["n"], sampling["max_steps"] * sampling["max_step_tokens"]
-    steps = -(-generated["best_of_n/shared"] // (n * len(prompts)))  # the same tokens as Best-of-8 made
-    longest = max(lengths["shared"])
+    steps = round(statistics.mean(lengths))  # the plain loop's rows run the engine's mean sample length
+    plain_prompts = [prompts[i % len(prompts)] for i in range(ROWS // n)]
     seconds.update(paired_cpu_seconds({
-        "plain_decode": lambda: generated.__setitem__("plain_decode", plain_decode(backbone, prompts, n, steps, sampling)),
-        "plain_decode_to_longest": lambda: plain_decode(backbone, prompts, n, longest, sampling),
+        "plain_decode": lambda: generated.__setitem__("plain_decode", plain_decode(backbone, plain_prompts, n, steps, sampling)),
+        "plain_decode_to_longest": lambda: plain_decode(backbone, plain_prompts, n, max(lengths), sampling),
         "generate": lambda: generated.__setitem__("generate", generate_per_problem(backbone, tokenizer, prompts, n,
                                                                                   trajectory, sampling)),
     }, repeats))
     median = {name: statistics.median(times) for name, times in seconds.items()}
-    generated["plain_decode_to_longest"] = generated["best_of_n/shared"]  # credited: the tokens that were wanted
+    generated["plain_decode_to_longest"] = round(ROWS * statistics.mean(lengths))  # credited: the tokens wanted
     rate = {name: generated[name] / median[name] for name in median}
-    return _report(model, problems, generated, median, rate, repeats, lengths["shared"])
+    return _report(model, texts, runs, generated, median, rate, repeats, lengths)
+
+
+def same_trees(first: list, second: list) -> bool:
+    """Whether two runs grew the same trees: tokens, answers and token counts."""
+    def key(solution):
+        tree, stats = solution.tree, solution.stats
+        return ([tree.token_path(node) for node in range(tree.size)], solution.answer,
+                stats.generated_tokens, stats.forwarded_tokens, stats.expansions)
+    return [key(s) for s in first] == [key(s) for s in second]
 
 
 def response_tokens(tree, leaf: int) -> int:
@@ -150,9 +181,12 @@ def response_tokens(tree, leaf: int) -> int:
     return sum(len(segment) for segment in tree.token_path(leaf)[1:])
 
 
-def _report(model, problems, generated, median, rate, repeats, lengths) -> dict:
+def _report(model, problems, runs, generated, median, rate, repeats, lengths) -> dict:
     targets = {
-        "bon_vs_plain_decode_tokens_per_s": (rate["best_of_n/shared"] / rate["plain_decode"], 0.8),
+        "bon_vs_plain_decode_tokens_per_s": (rate["best_of_n/continuous"] / rate["plain_decode"], 1.0),
+        "continuous_vs_rounds_mcts": (median["mcts/rounds"] / median["mcts/continuous"], 1.4),
+        "continuous_vs_rounds_beam": (median["beam/rounds"] / median["beam/continuous"], 1.2),
+        "continuous_vs_rounds_best_of_n": (median["best_of_n/rounds"] / median["best_of_n/continuous"], 1.3),
         "shared_vs_reference_best_of_n": (median["best_of_n/reference"] / median["best_of_n/shared"], 1.5),
         "shared_vs_reference_beam": (median["beam/reference"] / median["beam/shared"], 1.5),
         "shared_vs_reference_mcts": (median["mcts/reference"] / median["mcts/shared"], 1.5),
@@ -160,15 +194,20 @@ def _report(model, problems, generated, median, rate, repeats, lengths) -> dict:
     }
     return {
         "model": "SmolLM2-135M-Instruct (fp32, sdpa)", "parameters": model.num_parameters,
-        "problems": problems, "rows_best_of_n": METHOD_CONFIGS["best_of_n"]["best_of_n"]["n"] * len(problems),
-        "limits": LIMITS["sampling"], "methods": METHOD_CONFIGS,
+        "problems": len(problems), "reference_problems": min(REFERENCE_PROBLEMS, len(problems)), "rows": ROWS,
+        "limits": LIMITS["sampling"], "methods": METHOD_CONFIGS, "row_caps": ROW_CAPS,
         "cpu_seconds": {k: round(v, 2) for k, v in median.items()},
         "generated_tokens": generated,
         "generated_tokens_per_cpu_s": {k: round(v, 1) for k, v in rate.items()},
+        "forwards": {name: run["forwards"] for name, run in runs.items() if run["forwards"]},
+        "continuous_equals_rounds": {method: same_trees(runs[f"{method}/continuous"]["solutions"],
+                                                        runs[f"{method}/rounds"]["solutions"])
+                                     for method in METHOD_CONFIGS},
         "targets": {k: {"ratio": round(r, 2), "target": t, "met": r >= t} for k, (r, t) in targets.items()},
         "diagnostics": {
             "best_of_n_sample_tokens": {"mean": round(statistics.mean(lengths), 1), "longest": max(lengths)},
-            "bon_vs_plain_decode_to_longest_tokens_per_s": round(rate["best_of_n/shared"] / rate["plain_decode_to_longest"], 2),
+            "bon_vs_plain_decode_to_longest_tokens_per_s": round(rate["best_of_n/continuous"]
+                                                                 / rate["plain_decode_to_longest"], 2),
         },
         "repeats": repeats, "threads": torch.get_num_threads(),
     }

@@ -14,7 +14,9 @@ def _reference(model, config: SearchConfig):
 def _shared(model, config: SearchConfig):
     from reflective_search.expand.shared import SharedKVExpander
 
-    return SharedKVExpander(model, kv_budget_tokens=config.expander_options.kv_budget_tokens)
+    options = config.expander_options
+    return SharedKVExpander(model, kv_budget_tokens=options.kv_budget_tokens, max_rows=options.max_rows,
+                            scheduling=options.scheduling)
 
 
 EXPANDERS = {"reference": _reference, "shared": _shared}  # the names config.expander accepts

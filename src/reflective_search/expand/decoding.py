@@ -1,12 +1,13 @@
-"""The decode loop both expanders share: sample child steps row by row, find where each
-step ends, and score the steps from the hidden states captured on the way.
+"""The sampler both expanders share: sample a child's tokens, find where its step ends,
+and score the steps from the hidden states captured on the way.
 
-Expanders differ only in how they run the model (padded recompute or the shared tree
-cache); they hand this loop a ``forward_rows`` callable. Each child row samples with its
-own generator seeded from (request seed, child index), so a child's tokens do not depend
-on which other requests share the batch. The generator lives on the model's device (a CUDA
-tensor cannot draw from a CPU generator), so a GPU's draws for a seed differ from a CPU's:
-each device is reproducible on its own.
+``sample_tokens``, ``append_token`` and ``finish_steps`` are the sampler phase of the
+shared expander's engine (``engine``); ``decode_children`` is the reference expander's
+whole decode loop over a ``forward_rows`` callable. Each child row samples with its own
+generator seeded from (request seed, child index), so a child's tokens do not depend on
+which other requests share the batch, nor on when it joined it. The generator lives on the
+model's device (a CUDA tensor cannot draw from a CPU generator), so a GPU's draws for a
+seed differ from a CPU's: each device is reproducible on its own.
 """
 
 from __future__ import annotations
@@ -130,13 +131,13 @@ def decode_children(model: ReflectiveModel, requests: Sequence[ExpandRequest], u
         tokens, logps = sample_tokens(logits, [rows[i] for i in active], sampling)
         for slot, row_id in enumerate(active):
             feature = features[slot] if features is not None else None
-            _append(model, eos, rows[row_id], tokens[slot], logps[slot], feature, sampling)
+            append_token(model, eos, rows[row_id], tokens[slot], logps[slot], feature, sampling)
         still = [(row_id, tokens[slot]) for slot, row_id in enumerate(active) if rows[row_id].end is None]
         if not still:
             break
         active = [row_id for row_id, _ in still]
         logits, features = forward_rows(active, [token for _, token in still])
-    return _finish(model, requests, rows, sampling)
+    return finish_steps(model, requests, rows, sampling)
 
 
 def decode_cost(children: Sequence[ChildStep]) -> int:
@@ -144,7 +145,7 @@ def decode_cost(children: Sequence[ChildStep]) -> int:
     return sum(len(child.tokens) - 1 for child in children)
 
 
-def _append(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: int, logp: float,
+def append_token(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: int, logp: float,
             feature: torch.Tensor | None, sampling: SamplingConfig) -> None:
     """Record a sampled token and decide whether the row's step has ended."""
     row.tokens.append(token)
@@ -160,7 +161,7 @@ def _append(model: ReflectiveModel, eos: frozenset[int], row: ChildRow, token: i
     elif model.boundary.may_end[token] and (hit := model.boundary.find(model.decode(row.tokens))) is not None:
         row.end, row.delimiter_char = StepEnd.DELIMITER, hit[0]
     elif len(row.tokens) >= min(sampling.max_step_tokens, row.room):
-        row.end = StepEnd.LENGTH  # _finish reports CONTEXT if it was the context that ran out
+        row.end = StepEnd.LENGTH  # finish_steps reports CONTEXT if it was the context that ran out
 
 
 def _block_score_index(model: ReflectiveModel, row: ChildRow, sampling: SamplingConfig) -> int | None:
@@ -178,7 +179,7 @@ def _score_index(model: ReflectiveModel, row: ChildRow) -> int:
     return len(row.tokens) - 1  # EOS: the state that emitted it; LENGTH: the last state we have
 
 
-def _finish(model: ReflectiveModel, requests: Sequence[ExpandRequest], rows: list[ChildRow],
+def finish_steps(model: ReflectiveModel, requests: Sequence[ExpandRequest], rows: list[ChildRow],
             sampling: SamplingConfig) -> list[ChildStep]:
     """Score all rows with one head call (the only scoring cost) and build their steps."""
     blocks = [_block_score_index(model, row, sampling) for row in rows] if sampling.step.size else None

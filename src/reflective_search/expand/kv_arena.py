@@ -9,9 +9,9 @@ ancestors. All lanes share the slot count ``length``; a lane with less to do tha
 is padded, and the padding slots are garbage.
 
 Verbs (each docstring says whether it mutates the arena): ``intern_path`` names a path's
-segments, ``prefill`` computes what paths lack, ``decoder`` steps child rows a token at a
-time, ``adopt`` files a child's KV under its parent, ``release`` marks nodes to drop first
-(a whole tree when given its prompt), ``make_room`` evicts and compacts.
+segments, ``forward`` runs one planned forward (``runner`` plans and calls it), ``adopt``
+files a child's KV under its parent, ``release`` marks nodes to drop first (a whole tree
+when given its prompt), ``make_room`` evicts and compacts.
 
 Invariants: a segment's ``slots`` are slots in its lane holding a prefix of its tokens
 (its *computed* tokens); the KV at a slot is that token's at position ``start + i``,
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 
 from reflective_search.expand.kv_cache import SlotCache
-from reflective_search.expand.tree_attention import PAD_TOKEN, Decoder, Packing, PrefillPlan, tree_attention
+from reflective_search.expand.tree_attention import Packing, tree_attention
 from reflective_search.interface import TokenIds, TokenPath
 from reflective_search.model.reflective import ReflectiveModel
 
@@ -70,6 +70,7 @@ class KVArena:
         self.bytes_per_slot = _bytes_per_token(model)
         self._uids = itertools.count(1)
         self._neg = torch.finfo(self._dtype).min
+        self.generation = 0  # bumped whenever slots are renumbered or forgotten (compaction, reset)
         self.reset()
 
     def reset(self) -> None:
@@ -79,6 +80,7 @@ class KVArena:
         self.lane_roots: list[Segment | None] = []  # the prompt each lane holds (None: free)
         self._segments: dict[tuple[int, TokenIds], Segment] = {}
         self._clock = 0
+        self.generation += 1
 
     # -- naming ------------------------------------------------------------------------------
 
@@ -155,38 +157,6 @@ class KVArena:
 
     # -- computing -----------------------------------------------------------------------------
 
-    def prefill(self, paths: Sequence[list[Segment]], with_features: bool):
-        """Compute every missing token of ``paths`` in one forward. Mutates: appends slots.
-
-        Returns last-position logits [R, V], features [R, H] (or None) and, per path, the
-        tokens it was charged for (a token shared by two paths is charged to the first).
-        """
-        plan = PrefillPlan(self.length, len(self.lane_roots))
-        for index, path in enumerate(paths):
-            plan.add_path(index, path)
-        width = plan.width
-        device = self.model.device
-        ids = torch.full((len(self.lane_roots), width), PAD_TOKEN, dtype=torch.long)
-        positions = torch.zeros(len(self.lane_roots), width, dtype=torch.long)
-        for lane, lane_plan in enumerate(plan.lanes):
-            ids[lane, : len(lane_plan.ids)] = torch.tensor(lane_plan.ids, dtype=torch.long)
-            positions[lane, : len(lane_plan.ids)] = torch.tensor(lane_plan.positions, dtype=torch.long)
-        rows = sorted({row for _, row in plan.outputs})
-        keep = torch.tensor(rows, device=device)
-        logits, features = self.forward(ids, positions, plan.visibility(self.length), with_features, keep)
-        plan.commit()
-        self.grow(width, plan.real_tokens)
-        lanes = torch.tensor([lane for lane, _ in plan.outputs])
-        out_rows = torch.tensor([row for _, row in plan.outputs])
-        row_at = {row: index for index, row in enumerate(rows)}  # logits_to_keep kept only these rows
-        picked = logits[lanes, torch.tensor([row_at[row] for _, row in plan.outputs])]
-        last_features = features[lanes, out_rows] if features is not None else None
-        return picked, last_features, plan.cost
-
-    def decoder(self, paths: Sequence[list[Segment]], with_features: bool) -> Decoder:
-        """A stepper for one child row per path (paths already computed). Mutates on use."""
-        return Decoder(self, paths, with_features)
-
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor, with_features: bool,
                 logits_to_keep: int | torch.Tensor = 0, packing: Packing | None = None):
         """One tree forward: ids/positions [L, Q] (or [1, N] packed), visibility [L, Q, S+Q].
@@ -220,18 +190,23 @@ class KVArena:
 
     # -- memory ----------------------------------------------------------------------------------
 
-    def make_room(self, paths: Sequence[list[Segment]], extra: int) -> None:
-        """Evict and compact until the paths' missing tokens plus ``extra`` fit. Mutates."""
+    def make_room(self, paths: Sequence[list[Segment]], extra: int, in_flight: Sequence[InFlight] = ()) -> bool:
+        """Evict and compact until the paths' missing tokens plus ``extra`` fit; whether they
+        do. Mutates: evicts unpinned segments (released first, then least recently used) and
+        compacts, renumbering the segments' and the ``in_flight`` rows' slots.
+
+        ``in_flight``: slots of children still decoding (pinned, like ``paths``).
+        """
         missing = sum(len(s.tokens) - len(s.slots) for s in {id(s): s for p in paths for s in p}.values())
         need = missing + len(paths) + extra  # + a possible re-fed last token per path
-        owned = sum(len(s.slots) for s in self._segments.values())
+        owned = sum(len(s.slots) for s in self._segments.values()) + sum(len(row.slots) for row in in_flight)
         if self.budget is None:
             if self.length * len(self.lane_roots) > GARBAGE_LIMIT * owned + 256:  # reclaim garbage
-                self._compact()
-            return
+                self._compact(in_flight)
+            return True
         if self.length + need <= self.budget:
-            return
-        pinned = {id(s) for p in paths for s in p}
+            return True
+        pinned = {id(s) for p in [*paths, *(row.path for row in in_flight)] for s in p}
         victims = sorted(
             (s for s in self._segments.values() if s.slots and id(s) not in pinned),
             key=lambda s: (not s.released, s.last_used, -s.start),
@@ -241,17 +216,22 @@ class KVArena:
                 break
             owned -= len(victim.slots)
             victim.slots = []
-        self._compact()
+        self._compact(in_flight)
+        return self.length + need <= self.budget
 
-    def _compact(self) -> None:
-        """Drop garbage slots and free lanes; renumber every segment's lane and slots."""
+    def _compact(self, in_flight: Sequence[InFlight] = ()) -> None:
+        """Drop garbage slots and free lanes; renumber every segment's and in-flight row's
+        lane and slots. Mutates them all."""
         live_lanes = [lane for lane, root in enumerate(self.lane_roots) if root is not None]
         if not live_lanes:  # nothing resident: start over with an empty cache
             self.cache, self.lane_roots, self.length = SlotCache(), [], 0
             self._segments.clear()
+            self.generation += 1
             return
         owners = {lane: [s for s in self._segments.values() if s.lane == lane and s.slots] for lane in live_lanes}
-        keep = {lane: sorted(slot for s in owners[lane] for slot in s.slots) for lane in live_lanes}
+        for row in in_flight:
+            owners[row.lane].append(row)
+        keep = {lane: sorted({slot for s in owners[lane] for slot in s.slots}) for lane in live_lanes}
         width = max((len(k) for k in keep.values()), default=0)
         index = torch.zeros(len(live_lanes), width, dtype=torch.long)
         for row, lane in enumerate(live_lanes):
@@ -259,13 +239,22 @@ class KVArena:
         self.cache.keep(torch.tensor(live_lanes, dtype=torch.long, device=self.model.device), index)
         for row, lane in enumerate(live_lanes):
             renumber = {old: new for new, old in enumerate(keep[lane])}
-            for segment in owners[lane]:
-                segment.slots = [renumber[slot] for slot in segment.slots]
+            for owner in owners[lane]:
+                owner.slots[:] = [renumber[slot] for slot in owner.slots]
         new_lane = {lane: row for row, lane in enumerate(live_lanes)}
         for segment in self._segments.values():
             segment.lane = new_lane[segment.lane]
         self.lane_roots = [self.lane_roots[lane] for lane in live_lanes]
         self.length = width
+        self.generation += 1
+
+
+class InFlight(Protocol):
+    """A decoding child's KV, not yet filed as a segment (see ``engine.LiveRow``)."""
+
+    path: list[Segment]  # the path it extends (pinned: never evicted while it decodes)
+    lane: int  # read: the lane of its path (follows compaction through its parent segment)
+    slots: list[int]  # the slots of its fed tokens; renumbered in place by compaction
 
 
 def _root_of(segment: Segment) -> Segment:

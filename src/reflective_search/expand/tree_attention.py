@@ -1,7 +1,7 @@
-"""Tree attention over the arena's lanes: what a prefill feeds and what each query sees,
-the per-token decoder for child rows, and the attention kernel their forwards run. Pure
-planning plus one forward per call; the arena (``kv_arena``) owns the cache, the
-segments and the memory.
+"""Tree attention over the arena's lanes: what one forward feeds and what each query sees
+(``ForwardPlan``), and the attention kernel forwards run. Pure planning; the runner
+(``runner``) runs the forward, the arena (``kv_arena``) owns the cache, the segments and
+the memory.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 if TYPE_CHECKING:
-    from reflective_search.expand.kv_arena import KVArena, Segment
+    from reflective_search.expand.kv_arena import Segment
 
 PAD_TOKEN = 0  # fed in padding query slots; its output is never read
 TREE_SDPA = "reflective_tree_sdpa"  # the attention implementation name tree forwards run under
@@ -44,6 +44,15 @@ class Packing:
     columns: torch.Tensor  # [N] its query column in that lane (its slot is the first new one + column)
     width: int  # query columns per lane (the most tokens any lane has)
     lane_count: int  # lanes in the cache
+    # (lane, first token, tokens) per lane with tokens, when the tokens are packed lane by lane
+    # and few lanes are busy: attention then runs per busy lane over its own queries only
+    spans: tuple[tuple[int, int, int], ...] | None = None
+
+
+# Attention reads every lane's whole K and V (memory-bound on a CPU: about 0.5 ms a lane
+# a layer at 1500 slots), whether or not a lane has queries. When the busy lanes' tokens
+# fill less than this share of the lanes x width layout, one attention per busy lane wins.
+RAGGED_BELOW = 0.75
 
 
 def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
@@ -55,6 +64,8 @@ def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     packing = getattr(_tree_thread, "packing", None)
+    if packing is not None and packing.spans is not None:
+        return _per_lane_sdpa(module, query, key, value, attention_mask, packing.spans, kwargs.get("scaling")), None
     if packing is not None:
         laid = query.new_zeros(packing.lane_count, query.shape[1], packing.width, query.shape[3])
         laid[packing.lanes, :, packing.columns] = query[0].transpose(0, 1)
@@ -65,6 +76,17 @@ def _tree_sdpa(module, query, key, value, attention_mask, **kwargs):
             or attention_mask is None or attention_mask.dim() != 4 or attention_mask.shape[1] != 1):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return _stacked_sdpa(module, query, key, value, attention_mask, kwargs.get("scaling")), None
+
+
+def _per_lane_sdpa(module, query, key, value, mask, spans, scaling) -> torch.Tensor:
+    """Packed query [1, H, N, D], tokens lane by lane: each busy lane's queries against that
+    lane's key/value [1, Hkv, K, D] and its mask rows -> [1, N, H, D]."""
+    out = query.new_empty(1, query.shape[2], query.shape[1], query.shape[3])
+    for lane, start, count in spans:
+        own = _stacked_sdpa(module, query[:, :, start : start + count], key[lane : lane + 1], value[lane : lane + 1],
+                            mask[lane : lane + 1, :, :count], scaling)
+        out[0, start : start + count] = own[0]
+    return out
 
 
 def _stacked_sdpa(module, query, key, value, mask, scaling) -> torch.Tensor:
@@ -130,21 +152,27 @@ class LanePlan:
     blocks: list[tuple] = field(default_factory=list)  # (rows, ancestor slots, own slots, first index)
 
 
-class PrefillPlan:
-    """Which tokens a prefill feeds, where they land in their lane, and what each sees."""
+class ForwardPlan:
+    """Which tokens one forward feeds, where they land in their lane, and what each sees.
+
+    A forward mixes two kinds of tokens: a new path's uncomputed tokens (``add_path``,
+    prefill) and a decoding row's last sampled token (``add_decode``). Each token takes the
+    next free column of its lane; its slot is ``first_slot + column``. Pure planning: the
+    segments' slots change only at ``commit``, after the forward ran.
+    """
 
     def __init__(self, first_slot: int, lanes: int) -> None:
         self.first_slot = first_slot
         self.lanes = [LanePlan() for _ in range(lanes)]
-        self.outputs: list[tuple[int, int]] = []  # (lane, query row) of each path's last position
-        self.cost: list[int] = []  # tokens charged to each path
+        self.outputs: list[tuple[int, int]] = []  # (lane, column) whose logits each caller reads
+        self.cost: list[int] = []  # tokens charged to each path (add_path order)
         self._planned: dict[int, list[int]] = {}  # id(segment) -> full planned slot list
-        self._rows: dict[int, list[int]] = {}  # id(segment) -> query rows of its new tokens
+        self._rows: dict[int, list[int]] = {}  # id(segment) -> columns of its new tokens
         self._segments: dict[int, Segment] = {}
 
     @property
     def width(self) -> int:
-        return max(len(lane.ids) for lane in self.lanes)
+        return max((len(lane.ids) for lane in self.lanes), default=0)
 
     @property
     def real_tokens(self) -> int:
@@ -157,8 +185,8 @@ class PrefillPlan:
         visible[:, torch.arange(q), length + torch.arange(q)] = True
         for lane, lane_plan in enumerate(self.lanes):
             for rows, ancestors, own, first_index in lane_plan.blocks:
-                if ancestors:
-                    visible[lane, rows[0] : rows[-1] + 1, torch.tensor(ancestors)] = True
+                if len(ancestors):
+                    visible[lane, rows[0] : rows[-1] + 1, torch.as_tensor(ancestors)] = True
                 tri = torch.ones(len(rows), len(own), dtype=torch.bool).tril(diagonal=first_index)
                 visible[lane, rows[0] : rows[-1] + 1, torch.tensor(own)] = tri
         return visible
@@ -166,19 +194,39 @@ class PrefillPlan:
     def slots_of(self, segment: Segment) -> list[int]:
         return self._planned.get(id(segment), segment.slots)
 
-    def add_path(self, index: int, path: list[Segment]) -> None:
+    def add_path(self, path: list[Segment], output: bool = True) -> int | None:
+        """Feed what ``path`` lacks; with ``output``, make sure its last position is computed
+        (re-feeding its last token if need be) and return that output's index."""
         charged = 0
         for depth, segment in enumerate(path):
             if id(segment) not in self._planned and not segment.complete:
                 charged += self._schedule(segment, path[:depth])
         leaf = path[-1]
         rows = self._rows.get(id(leaf))
+        if not output:
+            self.cost.append(charged)
+            return None
         if rows:
             self.outputs.append((leaf.lane, rows[-1]))
         else:  # nothing new on this path: re-feed its last token to get its logits again
             charged += 1
             self.outputs.append((leaf.lane, self._scratch(path)))
         self.cost.append(charged)
+        return len(self.outputs) - 1
+
+    def add_decode(self, lane: int, token: int, position: int, visible: list[int] | torch.Tensor) -> int:
+        """Feed one decoding row's token, seeing ``visible`` slots and itself; returns its
+        output's index (its slot is ``first_slot + column``, see ``slot_of``)."""
+        lane_plan = self.lanes[lane]
+        row = len(lane_plan.ids)
+        lane_plan.ids.append(token)
+        lane_plan.positions.append(position)
+        lane_plan.blocks.append(([row], visible, [self.first_slot + row], 0))
+        self.outputs.append((lane, row))
+        return len(self.outputs) - 1
+
+    def slot_of(self, output: int) -> int:
+        return self.first_slot + self.outputs[output][1]
 
     def _schedule(self, segment: Segment, ancestors: list[Segment]) -> int:
         lane = self.lanes[segment.lane]
@@ -206,74 +254,6 @@ class PrefillPlan:
         return row
 
     def commit(self) -> None:
+        """File the prefilled segments' new slots. Mutates the segments."""
         for key, segment in self._segments.items():
             segment.slots = self._planned[key]
-
-
-class Decoder:
-    """Feeds one token per active child row; each row sees its path and its own tokens.
-
-    Each active row takes the next free slot column of its lane (its rank among the lane's
-    active rows); a lane with fewer active rows leaves garbage columns. Under the tree SDPA
-    kernel only the active rows' tokens go through the layers ([1, A], packed); otherwise
-    the forward is lane-shaped [lanes, Q], Q the most active rows in any lane, padded.
-    """
-
-    def __init__(self, arena: KVArena, paths: Sequence[list[Segment]], with_features: bool) -> None:
-        self.arena = arena
-        self.with_features = with_features
-        self.lane = torch.tensor([p[-1].lane for p in paths])  # [C] lane of each row
-        self.slots: list[list[int]] = [[] for _ in paths]
-        self.next_position = torch.tensor([p[-1].end_position + 1 for p in paths])
-        self.visible = torch.zeros(len(paths), arena.length + 8 * len(paths), dtype=torch.bool)
-        for row, path in enumerate(paths):
-            self.visible[row, torch.tensor([slot for s in path for slot in s.slots])] = True
-
-    def forward_rows(self, row_ids: list[int], tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feed each row's token; logits [A, V] and features [A, H] in ``row_ids`` order.
-        Mutates: the arena's cache gains a column per lane's active row (``grow``)."""
-        arena, first = self.arena, self.arena.length
-        rows = torch.tensor(row_ids)
-        lanes, column = self._columns(rows)
-        width = int(column.max()) + 1
-        self._reserve(first + width)
-        self.visible[rows, first + column] = True
-        lane_count = len(arena.lane_roots)
-        visible = torch.zeros(lane_count, width, first + width, dtype=torch.bool)
-        visible[:, torch.arange(width), first + torch.arange(width)] = True  # padding sees itself
-        visible[lanes, column] = self.visible[rows, : first + width]
-        for row, col in zip(row_ids, column.tolist()):
-            self.slots[row].append(first + col)
-        if packs_queries(arena.model.backbone):  # only the real tokens go through the layers
-            packing = Packing(lanes, column, width, lane_count)
-            logits, features = arena.forward(torch.tensor([tokens]), self.next_position[rows][None], visible,
-                                             self.with_features, packing=packing)
-            lanes, column = torch.zeros_like(lanes), torch.arange(len(row_ids))
-        else:  # lane-shaped: [lanes, width], padding included
-            ids = torch.full((lane_count, width), PAD_TOKEN, dtype=torch.long)
-            ids[lanes, column] = torch.tensor(tokens)
-            positions = torch.zeros(lane_count, width, dtype=torch.long)
-            positions[lanes, column] = self.next_position[rows]
-            logits, features = arena.forward(ids, positions, visible, self.with_features)
-        arena.grow(width, len(row_ids))
-        self.next_position[rows] += 1
-        return logits[lanes, column], (features[lanes, column] if features is not None else None)
-
-    def _columns(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's lane, and its column within that lane's queries (rank among them)."""
-        lanes = self.lane[rows]
-        seen: dict[int, int] = {}
-        column = []
-        for lane in lanes.tolist():  # a plain list: element-wise tensor writes cost 15x more per step
-            column.append(seen.get(lane, 0))
-            seen[lane] = column[-1] + 1
-        return lanes, torch.tensor(column, dtype=lanes.dtype)
-
-    def row_slots(self, row: int) -> list[int]:
-        return self.slots[row]
-
-    def _reserve(self, width: int) -> None:
-        if width > self.visible.shape[1]:
-            grown = torch.zeros(self.visible.shape[0], max(width, 2 * self.visible.shape[1]), dtype=torch.bool)
-            grown[:, : self.visible.shape[1]] = self.visible
-            self.visible = grown

@@ -382,7 +382,7 @@ def read_trajectory_records(path) -> list[tuple[TrainingProblem, str, bool]]:
     from pathlib import Path
 
     try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")  # JSONL lines: \u2028 and the like are text
+        lines = Path(path).read_bytes().decode("utf-8").split("\n")  # JSONL lines end at \n: a lone \r, \u2028 are text
     except OSError as exc:
         raise ProblemError(f"cannot read trajectories file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

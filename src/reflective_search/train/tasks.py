@@ -130,7 +130,7 @@ def read_problem_file(path, need: str | None = None) -> list[TrainingProblem]:
     """Problems from a JSONL file; ``need`` ("answer" or "solution") is checked on every line first."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # JSONL lines: \u2028 and the like are text
+        lines = path.read_bytes().decode("utf-8").split("\n")  # JSONL lines end at \n: a lone \r, \u2028 are text
     except OSError as exc:
         raise ProblemError(f"{path}: cannot read the problems file ({exc.strerror or exc})") from None
     except UnicodeDecodeError:

@@ -44,6 +44,7 @@ def assert_one_line_about(error: ProblemError, path: Path, data: bytes) -> None:
         assert line.strip(), (message, line)
 
 
+@example(b'{"problem": "a", "answer": 1}\r\n{"problem":\r"b", "answer": 2}\n', "math")  # CRLF; a lone CR is space
 @example(b"\xff\xfe", "math")
 @example(b'{"problem": "1+1", "answer": 2}\n{"problem": "1+1", "answer": 2, "id": 0}', "math")
 @given(st.binary(max_size=80) | line_files, st.sampled_from(sorted(TASKS)))
@@ -69,6 +70,8 @@ def test_problem_records_read_back_exactly_whatever_their_text(records, ascii_on
     assert training == [TrainingProblem(r["problem"], str(r["answer"])) for r in records]
 
 
+@example(b'{"problem": "a", "answer": 1}\r\n{"problem":\r"b", "answer": 2}\n', "answer")
+@example(b"\r0\n", None)  # line 2 in a reader that took the lone CR for a line break
 @example(b"\xff", None)
 @given(st.binary(max_size=80) | line_files, st.sampled_from([None, "answer", "solution"]))
 def test_any_training_problems_file_loads_or_is_one_line_naming_the_file_and_line(data, need):
@@ -81,6 +84,7 @@ def test_any_training_problems_file_loads_or_is_one_line_naming_the_file_and_lin
         assert problems and all(p.text.strip() and (need is None or getattr(p, need)) for p in problems)
 
 
+@example(b'{"problem": "p", "response": "r",\r"correct": true}\r\n')
 @example(b'{"problem": "p", "response": "r", "correct": 1}')
 @example(b'{"problem": "p", "response": "r", "correct": true, "answer": [1]}')
 @given(st.binary(max_size=80) | line_files)
@@ -106,3 +110,10 @@ def test_saved_trajectories_read_back_exactly_and_leave_no_partial_file(saved):
     save_trajectories(saved, path)
     assert read_trajectory_records(path) == [(t.problem, t.response, t.correct) for t in saved]
     assert sorted(p.name for p in path.parent.iterdir()) == ["t.jsonl"]
+
+
+def test_lines_end_at_newline_only_so_a_lone_carriage_return_is_json_whitespace():
+    data = b'{"problem": "a", "answer": 1}\r\n{"problem":\r"b", "answer": 2, "response": "r",\r"correct": true}\n'
+    assert [p.text for p in read_jsonl_problems(temporary_file(data), TASKS["math"])] == ["a", "b"]
+    assert [p.text for p in read_problem_file(temporary_file(data), "answer")] == ["a", "b"]
+    assert [problem.text for problem, _, _ in read_trajectory_records(temporary_file(data.split(b"\r\n")[1]))] == ["b"]

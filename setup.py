@@ -32,7 +32,8 @@ setup(
     ],
     # ray: executor.kind ray and train sprm --executor ray (verified with 2.60.0; imported only then).
     # serve: reflective-search serve, an OpenAI-compatible HTTP server (the openai client is for its tests).
-    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0"], "ray": ["ray==2.60.0"],
+    extras_require={"gpu": ["flash-attn"], "test": ["pytest>=8.0", "hypothesis==6.170.29", "pytest-randomly==5.1.0"],
+                    "ray": ["ray==2.60.0"],
                     "serve": ["fastapi==0.165.0", "uvicorn==0.55.0", "openai==3.63.0", "httpx==0.29.0"]},
     entry_points={"console_scripts": ["reflective-search=reflective_search.cli:main"]},
 )

@@ -19,6 +19,9 @@ import pytest
 INSTALL = "apt-get install chromium"
 PROBE_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom"]
 PROBE_PAGE = "data:text/html,<p>chromium-ok</p>"
+# A hang guard: a first headless start on a loaded box takes tens of seconds, and a timed-out
+# probe would skip every browser test.
+PROBE_TIMEOUT_S = 300
 
 
 def in_ci() -> bool:
@@ -40,7 +43,7 @@ def _probe(binary: str) -> str | None:
     with tempfile.TemporaryDirectory(prefix="chromium-probe-") as profile:
         command = [binary, *PROBE_FLAGS, f"--user-data-dir={profile}", PROBE_PAGE]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"chromium at {binary} does not run ({type(exc).__name__}): reinstall it ({INSTALL})"
     if "chromium-ok" in done.stdout:

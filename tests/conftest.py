@@ -9,10 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
-from chromium_check import require_chromium
+from chromium_check import in_ci, require_chromium
 
 torch.set_num_threads(1)  # two threads on a busy 2-core box run 10-100x slower
+
+# Property tests (tests/test_properties_*.py). No deadline: a per-example time limit fails
+# on a loaded machine, and speed belongs in bench. ``ci`` keeps the whole property suite
+# well under a minute; ``dev`` (the default elsewhere) tries more examples. Examples are not
+# saved: a failure prints the example and the blob that replays it (@reproduce_failure).
+# HYPOTHESIS_PROFILE=ci|dev picks one by hand.
+_PROPERTY_SETTINGS = {"deadline": None, "database": None, "print_blob": True,
+                      "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("ci", max_examples=30, **_PROPERTY_SETTINGS)
+settings.register_profile("dev", max_examples=150, **_PROPERTY_SETTINGS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
 
 # Set to a fresh folder for the session, so no test reads or writes the user's home or caches.
 HOME_VARIABLES = {"HOME": "", "XDG_CACHE_HOME": ".cache", "XDG_CONFIG_HOME": ".config", "XDG_DATA_HOME": ".local/share",
@@ -48,6 +60,13 @@ def pytest_unconfigure(config) -> None:
         else:
             os.environ[name] = value
     shutil.rmtree(home, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """On failure, the seed of pytest-randomly's test order (``-q`` hides its header line)."""
+    seed = config.getoption("randomly_seed", None)
+    if exitstatus != 0 and isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in random order: repeat it with --randomly-seed={seed}")
 
 
 @pytest.hookimpl(tryfirst=True)

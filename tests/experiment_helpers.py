@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,10 @@ import yaml
 from reflective_search import cli
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+# How long a child run may go without reaching what a test waits for before the test calls
+# it hung. A guard, not a speed bound: on a loaded two-core box a child spends a minute
+# importing torch before its first record.
+HANG_GUARD_S = 900
 # What the installed ``reflective-search`` entry point runs.
 ENTRY_POINT = "import sys; from reflective_search.cli import main; sys.exit(main())"
 
@@ -50,6 +55,15 @@ def cli_process(*argv: str, **popen_options) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", ENTRY_POINT, *map(str, argv)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen_options)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str) -> None:
+    """Poll ``condition`` until it holds; fail if ``process`` exits first, or after HANG_GUARD_S."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        assert process.poll() is None, f"the run exited before {what}: {process.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {HANG_GUARD_S} s: the run looks hung"
+        time.sleep(0.01)
 
 
 def read_results(run_dir: Path) -> list[dict]:

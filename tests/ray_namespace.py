@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 RAY_MODULE_PREFIX = "test_ray_"
-MODULE_TIMEOUT_S = 420  # one Ray module, cluster start included
+MODULE_TIMEOUT_S = 1800  # one Ray module, cluster start included: a hang guard (a loaded box is slow)
 INSIDE = "REFLECTIVE_SEARCH_RAY_NAMESPACE"  # set for the inner run: it never wraps itself again
 
 
@@ -45,7 +45,7 @@ def namespace_refusal() -> str | None:
     """Why a loopback-only namespace cannot be made here (None: it can)."""
     try:
         probe = subprocess.run([*unshare_prefix(), "ip", "link", "set", "lo", "up"], capture_output=True, text=True,
-                               timeout=30)
+                               timeout=300)  # a hang guard: a refusal here skips the Ray tests
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{' '.join(unshare_prefix())} cannot run ({exc})"
     if probe.returncode != 0:
@@ -73,7 +73,9 @@ class RayModuleRun(pytest.Item):
         if refusal is not None:
             skip_or_fail(f"the Ray tests need a loopback-only network namespace and {refusal}; "
                          "run them as root (see docs/getting-started.md, Tests)")
-        inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider {self.path}"
+        seed = self.config.getoption("randomly_seed", None)  # the inner run keeps the outer test order's seed
+        order = f" --randomly-seed={seed}" if isinstance(seed, int) else ""
+        inner = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider{order} {self.path}"
         run = subprocess.run([*unshare_prefix(), "bash", "-c", inner], cwd=self.config.rootpath, capture_output=True,
                              text=True, timeout=MODULE_TIMEOUT_S, env={**os.environ, INSIDE: "1"})
         self.add_report_section("call", "inner pytest", run.stdout[-20000:] + run.stderr[-5000:])

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from reflective_search.tree import Tree
+from experiment_helpers import HANG_GUARD_S
 from test_viz_export import png_size
 
 import pytest
@@ -38,7 +39,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[str, Path]]:
                                           text=True), out)
     results = {}
     for name, (process, out) in started.items():
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=HANG_GUARD_S)
         results[name] = (stdout, out, process.returncode, stderr)
     return results
 

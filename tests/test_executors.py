@@ -6,12 +6,12 @@ off loopback.)
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-from experiment_helpers import SRC, run_cli, save_model_once, write_yaml
+from experiment_helpers import HANG_GUARD_S, SRC, run_cli, save_model_once, write_yaml
 
 from reflective_search.experiments.executors import EXECUTORS, open_executor
 from reflective_search.experiments.spec import ExecutorSpec
@@ -45,21 +45,21 @@ def test_the_registry_names_the_documented_kinds():
 
 def test_ray_without_ray_installed_is_one_line_saying_how_to_install(config, tmp_path):
     run = subprocess.run([sys.executable, "-c", BLOCK_RAY, "run", str(config), f"output_dir={tmp_path / 'run'}",
-                          "executor.kind=ray"], capture_output=True, text=True, timeout=120,
+                          "executor.kind=ray"], capture_output=True, text=True, timeout=HANG_GUARD_S,
                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert (run.returncode, run.stderr) == (2, "error: executor.kind: ray needs Ray, which is not installed: "
                                                "pip install 'reflective_search[ray]' (Ray 2.60.0)\n")
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
-def test_an_unreachable_address_is_one_line_within_seconds(config, tmp_path):
-    pytest.importorskip("ray")
-    start = time.monotonic()
+def test_an_unreachable_address_is_one_line_before_ray_starts(config, tmp_path):
+    """Ray's own connect retries for minutes; the address is probed (CONNECT_TIMEOUT_S) before ray.init."""
+    ray = pytest.importorskip("ray")
     code, _, err = run_cli("run", config, f"output_dir={tmp_path}", "executor.kind=ray",
                            "executor.address=127.0.0.1:1", "--no-progress")  # nothing listens on port 1
-    assert time.monotonic() - start < 10
     assert (code, err) == (2, "error: executor.address 127.0.0.1:1: no Ray cluster answers there (Connection refused): "
                               "start one with `ray start --head` or fix the address\n")
+    assert not ray.is_initialized()
 
 
 def test_a_malformed_address_is_refused():
@@ -74,12 +74,13 @@ def test_a_malformed_address_is_refused():
 def test_a_shipped_model_folder_is_rebuilt_file_for_file(tiny_llama, tmp_path_factory, tmp_path):
     from reflective_search.experiments.ray_executor import folder_files, write_folder
 
-    folder = save_model_once(tiny_llama, tmp_path_factory)
-    (folder / "sub").mkdir(exist_ok=True)
+    # A copy: the session's saved model folder is shared by other tests and stays as saved.
+    folder = shutil.copytree(save_model_once(tiny_llama, tmp_path_factory), tmp_path / "shipped")
+    (folder / "sub").mkdir()
     (folder / "sub" / "extra.txt").write_text("nested", encoding="utf-8")
-    write_folder(tmp_path, folder_files(folder))
-    assert folder_files(tmp_path) == folder_files(folder)
-    assert (tmp_path / "sub" / "extra.txt").read_text(encoding="utf-8") == "nested"
+    write_folder(tmp_path / "rebuilt", folder_files(folder))
+    assert folder_files(tmp_path / "rebuilt") == folder_files(folder)
+    assert (tmp_path / "rebuilt" / "sub" / "extra.txt").read_text(encoding="utf-8") == "nested"
 
 
 def test_local_executor_yields_every_item_once_with_its_index(tiny_llama):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
 
 import pytest
-from experiment_helpers import by_key, cli_process, outcome, read_results, run_cli, save_model_once, write_yaml
+from experiment_helpers import (HANG_GUARD_S, by_key, cli_process, outcome, read_results, run_cli, save_model_once,
+                                wait_for, write_yaml)
 
 PROBLEMS = 8
 
@@ -55,9 +55,7 @@ def complete_lines(path) -> int:
 def test_killed_run_resumes_to_the_records_of_an_uninterrupted_run(config, uninterrupted, tmp_path):
     results = tmp_path / "run" / "results.jsonl"
     first = cli_process("run", config, f"output_dir={tmp_path / 'run'}", "--no-progress")
-    deadline = time.monotonic() + 120
-    while complete_lines(results) < 2 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: complete_lines(results) >= 2, first, "2 records")
     first.send_signal(signal.SIGKILL)
     first.communicate()
     assert first.returncode == -signal.SIGKILL  # killed mid-run, not finished
@@ -106,11 +104,9 @@ def test_a_damaged_middle_line_is_refused(config, run_dir):
 def test_ctrl_c_keeps_the_records_so_far_and_exits_130(config, tmp_path):
     results = tmp_path / "run" / "results.jsonl"
     run = cli_process("run", config, f"output_dir={tmp_path / 'run'}", "--no-progress", start_new_session=True)
-    deadline = time.monotonic() + 120
-    while complete_lines(results) < 2 and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: complete_lines(results) >= 2, run, "2 records")
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
-    out, err = run.communicate(timeout=60)
+    out, err = run.communicate(timeout=HANG_GUARD_S)
     kept = complete_lines(results)
     assert (run.returncode, out) == (130, "")
     # The last line is ours; transformers may have drawn a weight-loading bar above it.

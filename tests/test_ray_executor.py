@@ -14,7 +14,8 @@ import signal
 import time
 
 import pytest
-from experiment_helpers import by_key, cli_process, outcome, read_results, run_cli, save_model_once, write_yaml
+from experiment_helpers import (HANG_GUARD_S, by_key, cli_process, outcome, read_results, run_cli, save_model_once,
+                                wait_for, write_yaml)
 from ray_namespace import require_ray
 
 require_ray()
@@ -76,14 +77,6 @@ def complete_lines(path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def wait_until(condition, driver, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert driver.poll() is None, driver.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def mid_run(run_dir):
     """An item finished with several left: its worker already holds the next (sent before the records are written)."""
     return lambda: 1 <= len(events(run_dir, "done")) <= PROBLEMS - 3
@@ -103,10 +96,10 @@ def test_items_run_on_both_nodes_and_the_records_equal_a_local_run(cluster, conf
 def test_a_worker_killed_mid_item_loses_nothing_and_its_item_is_redone_elsewhere(cluster, config, local_outcomes,
                                                                                 tmp_path):
     driver = cli_process("run", config, f"output_dir={tmp_path}", *on_cluster(cluster))
-    wait_until(mid_run(tmp_path), driver)
+    wait_for(mid_run(tmp_path), driver, "an item done with several left")
     victim = events(tmp_path, "done")[-1]["pid"]
     os.kill(victim, signal.SIGKILL)
-    _, err = driver.communicate(timeout=180)
+    _, err = driver.communicate(timeout=HANG_GUARD_S)
     assert driver.returncode == 0, err
     assert outcomes(tmp_path) == local_outcomes
     [lost] = events(tmp_path, "lost")
@@ -118,7 +111,7 @@ def test_a_worker_killed_mid_item_loses_nothing_and_its_item_is_redone_elsewhere
 def test_a_killed_driver_resumes_with_the_same_command(cluster, config, local_outcomes, tmp_path):
     command = ["run", config, f"output_dir={tmp_path}", *on_cluster(cluster)]
     driver = cli_process(*command)
-    wait_until(lambda: complete_lines(tmp_path / "results.jsonl") >= 2, driver)
+    wait_for(lambda: complete_lines(tmp_path / "results.jsonl") >= 2, driver, "2 records")
     driver.send_signal(signal.SIGKILL)
     driver.communicate()
     assert 2 <= complete_lines(tmp_path / "results.jsonl") < PROBLEMS
@@ -129,15 +122,15 @@ def test_a_killed_driver_resumes_with_the_same_command(cluster, config, local_ou
 
 def test_ctrl_c_stops_the_actors_and_keeps_the_records(cluster, config, tmp_path):
     driver = cli_process("run", config, f"output_dir={tmp_path}", *on_cluster(cluster), start_new_session=True)
-    wait_until(mid_run(tmp_path), driver)
+    wait_for(mid_run(tmp_path), driver, "an item done with several left")
     os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends; the actors are not in that group
-    _, err = driver.communicate(timeout=60)
+    _, err = driver.communicate(timeout=HANG_GUARD_S)
     kept = complete_lines(tmp_path / "results.jsonl")
     assert driver.returncode == 130
     assert err.splitlines()[-1] == f"interrupted: {kept} records kept in {tmp_path}; run the same command again to resume"
     assert kept < PROBLEMS and (tmp_path / "results.jsonl").read_bytes().endswith(b"\n")
     pids = [event["pid"] for event in events(tmp_path, "ready")]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_GUARD_S  # a guard: on a loaded box processes take a while to go
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in pids)
@@ -158,7 +151,7 @@ def test_a_worker_that_cannot_load_the_model_ends_the_run_with_its_error(model_d
     # because a Ray started by ray.init() turns on token auth for the rest of its process.
     driver = cli_process("run", config, f"model={broken}", f"output_dir={tmp_path / 'run'}", "executor.kind=ray",
                          "executor.workers=1", "--no-progress")
-    _, err = driver.communicate(timeout=180)
+    _, err = driver.communicate(timeout=HANG_GUARD_S)
     assert driver.returncode == 2 and "Traceback" not in err
     assert re.fullmatch(r"error: Ray worker w0 \(node [0-9a-f]{12}\) could not load the model: ModelError: \S+: "
                         r"the backbone or tokenizer files are corrupted or incomplete .+", err.splitlines()[-1]), err

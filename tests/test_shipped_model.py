@@ -139,7 +139,7 @@ def test_evaluate_refuses_malformed_override_yaml_in_one_line(capsys):
 def test_evaluate_refuses_an_override_without_a_value_in_one_line(capsys):
     assert main(["evaluate", "search", "--problems", "1", "--mcts", "budget.tokens"]) == 2
     assert capsys.readouterr().err == (
-        "error: --mcts 'budget.tokens' must look like key=value, e.g. budget.tokens=400\n")
+        "error: --mcts 'budget.tokens' must look like key=value, e.g. budget.tokens=400 mcts.children=2\n")
 
 
 @pytest.mark.parametrize("method", ["dvts", "rebase"])

@@ -105,3 +105,14 @@ def test_small_trees_run_the_python_twins_and_large_ones_the_compiled(monkeypatc
     assert tree_ops._kernel("backup_batch", tree, None) is tree_ops.compiled_kernels()["backup_batch"]
     assert tree_ops._kernel("backup", tree, False) is tree_ops.PYTHON_KERNELS["backup"]
     assert (tree_ops.compiled_kernels()["backup"] is not tree_ops.PYTHON_KERNELS["backup"]) == HAVE_NUMBA
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_exploration_term_is_float64_in_both_twins(compiled):
+    """A float32 prior times a tiny c_puct underflows in float32 (NumPy 2 keeps float * float32 in
+    float32); in float64, as numba computes it, the prior still breaks the tie between equal values."""
+    tree = Tree([1], "p")
+    steps = [ChildStep((t,), "s", 0.0, 0.0, StepEnd.DELIMITER) for t in (1, 2)]
+    for child in tree.add_children(ROOT, steps, [0.0, 1.0]):
+        backup(tree, child, 0.0)
+    assert select_leaves(tree, 1, 1e-77, compiled=compiled) == [2]

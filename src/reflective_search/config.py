@@ -269,8 +269,11 @@ def set_dotted(tree: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
     for dotted, value in overrides.items():
         node = out
         *parents, leaf = dotted.split(".")
-        for part in parents:
-            node[part] = dict(node.get(part) or {})
+        for depth, part in enumerate(parents):
+            inner = node.get(part)
+            if inner is not None and not isinstance(inner, Mapping):
+                raise ConfigError(f"{dotted}: {'.'.join(parents[:depth + 1])} is a value, not a section of keys")
+            node[part] = dict(inner or {})
             node = node[part]
         node[leaf] = value
     return out
@@ -362,9 +365,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where}: null is not allowed; expected {_type_names(allowed)}")
     for kind in allowed:
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isnan(float(value)):
+            number = _as_float(value)
+            if math.isnan(number):
                 raise ConfigError(f"{where}: NaN is not allowed")
-            return float(value)
+            if math.isinf(number):  # no knob means anything at infinity; an int past float's range is one
+                raise ConfigError(f"{where}: an infinite number is not allowed; expected a finite number")
+            return number
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind is str and isinstance(value, str):
@@ -372,6 +378,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if kind is bool and isinstance(value, bool):
             return value
     raise ConfigError(f"{where}: {value!r} has the wrong type; expected {_type_names(allowed)}")
+
+
+def _as_float(value: int | float) -> float:
+    """``float(value)``; an int past float's range is infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _type_names(kinds: tuple) -> str:

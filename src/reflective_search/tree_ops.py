@@ -45,11 +45,14 @@ def _best_child(node, first_child, num_children, visits, effective_visits, value
     best_score = -np.inf
     for child in range(first, first + num_children[node]):
         n = effective_visits[child]
+        # float(): numba computes explore * prior in float64, but NumPy 2 keeps a Python
+        # float times a float32 in float32, so without it the twins would round differently.
+        p = float(prior[child])
         if n <= 0:
-            score = explore * prior[child]
+            score = explore * p
         else:
             value = value_max[child] * visits[child] if use_max else value_sum[child]
-            score = (value * (1.0 + n) + explore * prior[child] * n) / (n * (1.0 + n))
+            score = (value * (1.0 + n) + explore * p * n) / (n * (1.0 + n))
         if score > best_score:
             best_score = score
             best = child

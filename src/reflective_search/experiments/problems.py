@@ -173,7 +173,7 @@ def load_problems(spec: "ProblemsSpec") -> list[Problem]:
 def read_jsonl_problems(path: Path, task: Task) -> list[Problem]:
     """Records of a JSONL file, one object per line (blank lines skipped)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").split("\n")  # JSONL lines end at \n: a lone \r, \u2028 are text
     except OSError as exc:
         raise ProblemError(f"cannot read problems file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

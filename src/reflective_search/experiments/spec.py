@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
 
 from reflective_search.config import SearchConfig, did_you_mean, config_from_dict, set_dotted
 from reflective_search.errors import ConfigError
 from reflective_search.experiments.problems import DEFAULT_GENERATOR, FILE_TASK, GENERATORS, TASKS
 from reflective_search.experiments.sweep import SweepGroup, parse_sweep, point_configs
-from reflective_search.yaml_io import read_yaml_mapping
+from reflective_search.yaml_io import YAMLTextError, load_yaml_text, read_yaml_mapping
 
 DEFAULT_COUNT = 20  # problems a generator makes when problems.count is not set
 # How a run executes, not what it computes ("workers": the old spelling of executor.workers).
@@ -99,8 +98,8 @@ def parse_override(text: str, label: str = "override", example: str = "search.mc
     if not sep or not key.strip():
         raise ConfigError(f"{label} {text!r} must look like key=value, e.g. {example}")
     try:
-        return key.strip(), yaml.safe_load(raw)
-    except yaml.YAMLError:
+        return key.strip(), load_yaml_text(raw)
+    except YAMLTextError:
         raise ConfigError(f"{label} {text!r}: the value is not valid YAML") from None
 
 

@@ -353,24 +353,64 @@ def _log_epoch(log, epoch: int, total: float, features, labels, model, start: fl
 
 
 def save_trajectories(trajectories: Sequence[Trajectory], path) -> None:
-    """One JSON line per trajectory: problem text, reference answer, response, correctness."""
+    """One JSON line per trajectory: problem text, reference answer, response, correctness.
+
+    Written beside ``path`` and moved over it, so a run killed mid-write leaves no
+    half file for the next run to reuse.
+    """
     import json
+    import os
     from pathlib import Path
 
     lines = [json.dumps({"problem": t.problem.text, "answer": t.problem.answer, "response": t.response,
                          "correct": t.correct}) for t in trajectories]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial = Path(f"{path}.partial")
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 def load_trajectories(model: ReflectiveModel, path) -> list[Trajectory]:
     """Trajectories saved by ``save_trajectories``, re-encoded with ``model``'s tokenizer
     (their labels as checked when they were sampled)."""
-    import json
+    return [encode_trajectory(model, problem, response, correct)
+            for problem, response, correct in read_trajectory_records(path)]
+
+
+def read_trajectory_records(path) -> list[tuple[TrainingProblem, str, bool]]:
+    """(problem, response, correct) of each line of a trajectories file (blank lines skipped);
+    a line that is not such a record is a one-line ProblemError naming it."""
     from pathlib import Path
 
-    blobs = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    return [encode_trajectory(model, TrainingProblem(b["problem"], b.get("answer")), b["response"], bool(b["correct"]))
-            for b in blobs]
+    try:
+        lines = Path(path).read_bytes().decode("utf-8").split("\n")  # JSONL lines end at \n: a lone \r, \u2028 are text
+    except OSError as exc:
+        raise ProblemError(f"cannot read trajectories file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ProblemError(f"trajectories file {path} is not UTF-8 text: delete it to sample again") from None
+    records = [_trajectory_record(line, f"{path} line {number}")
+               for number, line in enumerate(lines, start=1) if line.strip()]
+    if not records:
+        raise ProblemError(f"trajectories file {path} holds no trajectories: delete it to sample again")
+    return records
+
+
+def _trajectory_record(line: str, where: str) -> tuple[TrainingProblem, str, bool]:
+    import json
+
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProblemError(f"{where}: not valid JSON ({exc.msg}): delete the file to sample again") from None
+    if not isinstance(record, dict):
+        raise ProblemError(f'{where}: expected a JSON object like {{"problem": ..., "response": ..., "correct": ...}}, '
+                           f"got {type(record).__name__}")
+    for key, kind, wanted in (("problem", str, "text"), ("response", str, "text"), ("correct", bool, "true or false")):
+        if not isinstance(record.get(key), kind):
+            raise ProblemError(f"{where}: {key!r} must be {wanted}")
+    answer = record.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float, type(None))):
+        raise ProblemError(f"{where}: 'answer' must be text, a number or null")
+    return TrainingProblem(record["problem"], answer), record["response"], record["correct"]
 
 
 def encode_trajectory(model: ReflectiveModel, problem: TrainingProblem, response: str, correct: bool) -> Trajectory:

@@ -130,9 +130,11 @@ def read_problem_file(path, need: str | None = None) -> list[TrainingProblem]:
     """Problems from a JSONL file; ``need`` ("answer" or "solution") is checked on every line first."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").split("\n")  # JSONL lines end at \n: a lone \r, \u2028 are text
     except OSError as exc:
         raise ProblemError(f"{path}: cannot read the problems file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ProblemError(f"{path}: the problems file is not UTF-8 text") from None
     problems = [_parse_record(line, number, path, need) for number, line in enumerate(lines, 1) if line.strip()]
     if not problems:
         raise ProblemError(f"{path}: holds no problems (one JSON object per line)")

@@ -139,13 +139,32 @@ def _build_tree(payload: dict) -> Tree:
 
 
 def _check_structure(tree: Tree) -> None:
-    """Invariants the queries rely on: parents precede children, token slices in range."""
+    """Invariants the queries rely on: parents precede children, each node's children are the
+    consecutive ids its parent's range names, depths count steps, token slices in range."""
     n = tree.size
-    ids = np.arange(n)
-    _expect(tree.parent[ROOT] == NO_PARENT and bool(np.all(tree.parent[1:n] < ids[1:])) and
-            bool(np.all(tree.parent[1:n] >= 0)), "a parent id does not precede its child")
-    _expect(bool(np.all(tree.token_start[:n] + tree.token_len[:n] <= tree.num_tokens)), "a token slice is out of range")
+    ids, parent = np.arange(n), tree.parent[:n]
+    _expect(parent[ROOT] == NO_PARENT and bool(np.all(parent[1:] < ids[1:])) and bool(np.all(parent[1:] >= 0)),
+            "a parent id does not precede its child")
+    _check_child_ranges(tree.first_child[:n], tree.num_children[:n], parent)
+    _expect(tree.depth[ROOT] == 0 and bool(np.all(tree.depth[1:n] == tree.depth[parent[1:]] + 1)),
+            "a depth is not its parent's depth + 1")
+    start, length = tree.token_start[:n], tree.token_len[:n]
+    _expect(bool(np.all(start >= 0) and np.all(length >= 0) and np.all(start + length <= tree.num_tokens)),
+            "a token slice is out of range")
+    _expect(bool(np.isin(tree.end[:n], [int(end) for end in StepEnd]).all()), "a step end is not a StepEnd value")
     _expect(tree.chosen == NO_NODE or 0 <= tree.chosen < n, f"chosen={tree.chosen} is not a node id")
+
+
+def _check_child_ranges(first_child: np.ndarray, num_children: np.ndarray, parent: np.ndarray) -> None:
+    """Children are added in one call each, so the parents' ranges, in order, tile ids 1..n-1."""
+    _expect(bool(np.all(num_children >= 0) and np.all(first_child[num_children == 0] == NO_NODE)),
+            "a node without children names a first child")
+    expanded = np.flatnonzero(num_children > 0)
+    expanded = expanded[np.argsort(first_child[expanded], kind="stable")]
+    counts = num_children[expanded].astype(np.int64)
+    starts = 1 + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    _expect(counts.sum() == len(parent) - 1 and bool(np.all(first_child[expanded] == starts)) and
+            bool(np.all(np.repeat(expanded, counts) == parent[1:])), "a node's children are not the ids its range names")
 
 
 def _expect(ok: bool, problem: str) -> None:
@@ -198,6 +217,8 @@ def history_from_deltas(deltas: Any, size: int) -> list[dict]:
         for name in _SNAPSHOT_ARRAYS:
             values = (current[name] + [zero[name]] * rows)[:rows]
             _expect(len(delta[name]) == len(changed), f"history {name} does not match its changed nodes")
+            _expect(all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in delta[name]),
+                    f"history {name} holds a value that is not a number")
             for node, value in zip(changed, delta[name]):
                 values[node] = value
             current[name] = snap[name] = values

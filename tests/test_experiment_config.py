@@ -408,7 +408,7 @@ def test_every_shipped_search_config_loads(path):
 
 
 def test_the_shipped_configs_are_all_there():
-    assert len(SHIPPED_CONFIGS) == 13
+    assert len(SHIPPED_CONFIGS) == 14
 
 
 def test_cli_refuses_a_record_without_an_answer_before_any_work(tmp_path):

@@ -146,4 +146,4 @@ def test_an_unknown_model_names_every_model_known_by_name(tmp_path):
     with pytest.raises(ModelError) as caught:
         ReflectiveModel.from_pretrained(tmp_path / "nope")
     assert str(caught.value) == (f"model directory {tmp_path / 'nope'} does not exist: pass a saved model's folder or "
-                                 "a model's name (countdown-smol, countdown-tiny, smollm2-135m-instruct)")
+                                 "a model's name (arith-smol, countdown-smol, countdown-tiny, smollm2-135m-instruct)")

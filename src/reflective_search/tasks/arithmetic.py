@@ -70,12 +70,13 @@ class ArithmeticProblem:
     def parse(cls, text: str) -> "ArithmeticProblem | None":
         """The problem ``text`` poses, or None if it is outside the grammar."""
         m = _PROBLEM_RE.match(text)
-        if m is None or m[1] != render(tokenize(m[1]) or ()) or tokenize(m[1]) is None:
+        tokens = tokenize(m[1]) if m else None
+        if not tokens or render(tokens) != m[1] or not _binary_ops(tokens):
+            return None  # junk, spacing other than the grammar's, or a unary minus
+        if not all(1 <= t <= 99 for t in tokens if isinstance(t, int)):
             return None
-        tokens = tuple(tokenize(m[1]))
         value = evaluate_tokens(tokens)
-        literals_ok = all(1 <= t <= 99 for t in tokens if isinstance(t, int))
-        return cls(m[1], tokens, value) if value is not None and literals_ok and _binary_ops(tokens) else None
+        return None if value is None else cls(m[1], tuple(tokens), value)
 
 
 def parse_problem(text: str) -> ArithmeticProblem:

@@ -10,13 +10,13 @@ work starts.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from reflective_search.answers import answers_equal, extract_answer
 from reflective_search.errors import ConfigError, ProblemError
+from reflective_search.jsonl import json_object
 from reflective_search.tasks.countdown import CountdownProblem, CountdownTask
 
 if TYPE_CHECKING:
@@ -194,13 +194,7 @@ def read_jsonl_problems(path: Path, task: Task) -> list[Problem]:
 
 
 def _parse_line(line: str, position: int, task: Task, where: str) -> Problem:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ProblemError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise ProblemError(f'{where}: expected a JSON object like {{"problem": ..., "answer": ...}}, '
-                           f"got {type(record).__name__}")
+    record = json_object(line, where, '{"problem": ..., "answer": ...}')
     if "problem" not in record:
         raise ProblemError(f"{where}: the record has no 'problem' field")
     if not isinstance(record["problem"], str) or not record["problem"].strip():

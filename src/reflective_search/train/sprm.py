@@ -395,15 +395,10 @@ def read_trajectory_records(path) -> list[tuple[TrainingProblem, str, bool]]:
 
 
 def _trajectory_record(line: str, where: str) -> tuple[TrainingProblem, str, bool]:
-    import json
+    from reflective_search.jsonl import json_object
 
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ProblemError(f"{where}: not valid JSON ({exc.msg}): delete the file to sample again") from None
-    if not isinstance(record, dict):
-        raise ProblemError(f'{where}: expected a JSON object like {{"problem": ..., "response": ..., "correct": ...}}, '
-                           f"got {type(record).__name__}")
+    record = json_object(line, where, '{"problem": ..., "response": ..., "correct": ...}',
+                         ": delete the file to sample again")
     for key, kind, wanted in (("problem", str, "text"), ("response", str, "text"), ("correct", bool, "true or false")):
         if not isinstance(record.get(key), kind):
             raise ProblemError(f"{where}: {key!r} must be {wanted}")
